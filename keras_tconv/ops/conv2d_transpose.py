@@ -1,0 +1,164 @@
+"""``conv2d_transpose``: Keras's Conv2DTranspose computed by kernel segregation."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_tconv.ops import lowerings
+from keras_tconv.ops.auto import choose_implementation
+from keras_tconv.ops.phases import AxisPlan, axis_geometry, axis_plan
+
+IMPLEMENTATIONS = ("auto", "split", "unified", "zero_insertion")
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return (value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) != 2:
+        raise ValueError(f"`{name}` must be an int or a tuple of 2 ints. Received: {name}={value}")
+    return value
+
+
+def plan_axes(kernel_shape, strides, padding, output_padding, dilation_rate):
+    """The two :class:`AxisPlan` objects of a 2-D transposed convolution."""
+    strides = _pair(strides, "strides")
+    dilation_rate = _pair(dilation_rate, "dilation_rate")
+    output_padding = _pair(output_padding, "output_padding") or (None, None)
+    return tuple(
+        axis_plan(axis_geometry(kernel_shape[axis], strides[axis], padding, output_padding[axis], dilation_rate[axis]))
+        for axis in range(2)
+    )
+
+
+def _input_gradient_is_one_conv(plan_h: AxisPlan, plan_w: AxisPlan) -> bool:
+    # tf.nn.conv2d rejects strides > 1 combined with dilations > 1.
+    strided = max(plan_h.stride, plan_w.stride) > 1
+    dilated = max(plan_h.geometry.dilation, plan_w.geometry.dilation) > 1
+    return not (strided and dilated)
+
+
+def _gradient_view_of_cotangent(dy, plan_h: AxisPlan, plan_w: AxisPlan):
+    """``dy`` cropped, plus explicit paddings, as the input of a forward conv.
+
+    The transposed convolution is the input-gradient of a strided convolution
+    whose input has the output's length ``O``: padding ``dy`` by ``p`` in front
+    and ``(N-1)*s + k_eff - O - p`` behind makes that convolution produce
+    exactly ``N`` positions. A negative trailing amount crops ``dy``: those
+    output positions receive no input pixel.
+    """
+    pads, crops = [[0, 0]], []
+    for plan in (plan_h, plan_w):
+        g = plan.geometry
+        after = g.effective_kernel - g.stride - g.extra - g.crop
+        pads.append([g.crop, max(after, 0)])
+        crops.append(max(-after, 0))
+    pads.append([0, 0])
+    if any(crops):
+        dy = dy[:, : lowerings._stop(crops[0]), : lowerings._stop(crops[1]), :]
+    return dy, pads
+
+
+def _with_conv_gradients(forward, plan_h: AxisPlan, plan_w: AxisPlan):
+    """Wrap a lowering so its gradients are the two cheapest single convolutions.
+
+    The input gradient of a transposed convolution is one ordinary strided
+    ``conv2d`` of the cotangent with the original kernel, and the kernel
+    gradient is one ``Conv2DBackpropFilter``: the same two kernels TensorFlow
+    uses for its own Conv2DTranspose, instead of differentiating ``s*s``
+    phase convolutions, gathers and an interleave.
+    """
+    strides = [1, plan_h.stride, plan_w.stride, 1]
+    dilations = [1, plan_h.geometry.dilation, plan_w.geometry.dilation, 1]
+
+    @tf.custom_gradient
+    def op(x, kernel):
+        def grad(dy):
+            dy, pads = _gradient_view_of_cotangent(dy, plan_h, plan_w)
+            dx = tf.nn.conv2d(dy, kernel, strides=strides, padding=pads, dilations=dilations)
+            dkernel = tf.raw_ops.Conv2DBackpropFilter(
+                input=dy,
+                filter_sizes=tf.shape(kernel),
+                out_backprop=x,
+                strides=strides,
+                padding="EXPLICIT",
+                explicit_paddings=[v for pair in pads for v in pair],
+                dilations=dilations,
+            )
+            return dx, dkernel
+
+        return forward(x, kernel, plan_h, plan_w), grad
+
+    return op
+
+
+def conv2d_transpose(
+    inputs,
+    kernel,
+    strides,
+    padding: str = "valid",
+    output_padding=None,
+    data_format: str = "channels_last",
+    dilation_rate=1,
+    implementation: str = "auto",
+):
+    """Exactly ``keras.layers.Conv2DTranspose``'s convolution, without bias.
+
+    Args:
+        inputs: 4-D tensor, ``(batch, h, w, in_channels)`` for
+            ``"channels_last"`` or ``(batch, in_channels, h, w)``. Batch and
+            spatial sizes may be unknown.
+        kernel: ``(kh, kw, filters, in_channels)``, Keras's layout.
+        strides: int or pair. Any positive value, also larger than the kernel.
+        padding: ``"valid"`` or ``"same"``, as in Keras.
+        output_padding: None, int or pair, each strictly less than the stride.
+        data_format: ``"channels_last"`` or ``"channels_first"``. The latter
+            is computed in NHWC between two transposes, so it also runs on CPU
+            (where Keras's own layer fails).
+        dilation_rate: int or pair. Keras allows it only with stride 1;
+            here it is also defined for larger strides.
+        implementation: ``"split"`` (one conv per phase), ``"unified"`` (one
+            conv with stacked sub-kernels), ``"zero_insertion"`` (the
+            conventional baseline) or ``"auto"``, which picks split or unified
+            from the static shapes (:func:`keras_tconv.ops.auto.choose_implementation`).
+
+    Returns:
+        ``(batch, out_h, out_w, filters)`` (or channels first), with Keras's
+        output lengths.
+    """
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"Invalid value for argument `implementation`. Expected one of {IMPLEMENTATIONS}. "
+            f"Received: implementation={implementation}"
+        )
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(
+            "The `data_format` argument must be one of {'channels_first', 'channels_last'}. "
+            f"Received: data_format={data_format}"
+        )
+    inputs = tf.convert_to_tensor(inputs)
+    kernel = tf.convert_to_tensor(kernel, dtype=inputs.dtype)
+    if inputs.shape.rank != 4 or kernel.shape.rank != 4:
+        raise ValueError(
+            "conv2d_transpose expects 4-D inputs and a 4-D kernel (kh, kw, filters, in_channels). "
+            f"Received: inputs.shape={inputs.shape}, kernel.shape={kernel.shape}"
+        )
+    channels_first = data_format == "channels_first"
+    x = tf.transpose(inputs, (0, 2, 3, 1)) if channels_first else inputs
+    if x.shape[-1] is not None and x.shape[-1] != kernel.shape[-1]:
+        raise ValueError(
+            f"The number of input channels ({x.shape[-1]}) does not match the kernel's "
+            f"last dimension ({kernel.shape[-1]}). Received: inputs.shape={inputs.shape}, "
+            f"kernel.shape={kernel.shape}, data_format={data_format}"
+        )
+    plan_h, plan_w = plan_axes(kernel.shape, strides, padding, output_padding, dilation_rate)
+    if implementation == "auto":
+        implementation = choose_implementation(x.shape, kernel.shape, plan_h, plan_w)
+    forward = lowerings.LOWERINGS[implementation]
+    if implementation != "zero_insertion" and _input_gradient_is_one_conv(plan_h, plan_w):
+        y = _with_conv_gradients(forward, plan_h, plan_w)(x, kernel)
+    else:
+        y = forward(x, kernel, plan_h, plan_w)
+    return tf.transpose(y, (0, 3, 1, 2)) if channels_first else y

@@ -1,0 +1,187 @@
+"""The NHWC lowerings of a 2-D transposed convolution onto ``tf.nn.conv2d``.
+
+Every function here takes ``x`` of shape ``(batch, height, width, in_channels)``
+and ``kernel`` in Keras's Conv2DTranspose layout
+``(kh, kw, filters, in_channels)`` plus the two :class:`AxisPlan` objects, and
+returns ``(batch, out_height, out_width, filters)``. The phase arithmetic they
+rely on is derived in :mod:`keras_tconv.ops.phases`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from keras_tconv.ops.phases import AxisPlan, Phase
+
+
+def _stop(amount: int):
+    """Slice stop that drops ``amount`` trailing elements (None for zero)."""
+    return -amount if amount > 0 else None
+
+
+def _padded_conv(x, filters, pads_h, pads_w, dilations):
+    """Stride-1 VALID correlation of ``x`` padded (or cropped) per axis.
+
+    Positive paddings go to ``tf.nn.conv2d``'s explicit padding, which avoids
+    materialising a padded copy; negative ones crop the input first.
+    """
+    (bh, ah), (bw, aw) = pads_h, pads_w
+    if min(bh, ah, bw, aw) < 0:
+        x = x[:, max(-bh, 0) : _stop(-ah), max(-bw, 0) : _stop(-aw), :]
+        bh, ah, bw, aw = max(bh, 0), max(ah, 0), max(bw, 0), max(aw, 0)
+    padding = [[0, 0], [bh, ah], [bw, aw], [0, 0]] if bh or ah or bw or aw else "VALID"
+    return tf.nn.conv2d(x, filters, strides=1, padding=padding, dilations=list(dilations))
+
+
+def _gather_taps(kernel, index: np.ndarray):
+    """Kernel taps picked by a static index array, -1 selecting a zero tap.
+
+    ``kernel`` is ``(kh, kw, F, C)``; ``index`` holds flat tap indices
+    ``t_h * kw + t_w`` and has any shape ``S``. Returns ``S + (F, C)``. One
+    gather serves every sub-kernel and stacked kernel, so the rearrangement is
+    a single small op per call and is differentiable.
+    """
+    kh, kw, filters, channels = kernel.shape
+    flat = tf.reshape(kernel, (kh * kw, filters, channels))
+    if (index < 0).any():
+        flat = tf.concat([flat, tf.zeros((1, filters, channels), kernel.dtype)], axis=0)
+        index = np.where(index < 0, kh * kw, index)
+    return tf.gather(flat, index)
+
+
+def _interleave(z, plan_h: AxisPlan, plan_w: AxisPlan):
+    """Blocks ``(B, Mh, Mw, sh*sw*F)`` with channels ordered ``(qh, qw, f)``
+    to the cropped output ``(B, Oh, Ow, F)``."""
+    sh, sw = plan_h.stride, plan_w.stride
+    if sh == sw:
+        y = tf.nn.depth_to_space(z, sh) if sh > 1 else z
+    else:
+        batch, mh, mw = tf.unstack(tf.shape(z)[:3])
+        filters = z.shape[-1] // (sh * sw)
+        y = tf.reshape(z, tf.stack([batch, mh, mw, sh, sw, filters]))
+        y = tf.transpose(y, (0, 1, 3, 2, 4, 5))
+        y = tf.reshape(y, tf.stack([batch, mh * sh, mw * sw, filters]))
+    tails = []
+    for plan in (plan_h, plan_w):
+        g = plan.geometry
+        # s*M - (O + delta), static because M - N and O - N*s are.
+        tails.append(g.stride * plan.extra_blocks - g.extra - plan.shift)
+    if plan_h.shift or plan_w.shift or any(tails):
+        y = y[:, plan_h.shift : _stop(tails[0]), plan_w.shift : _stop(tails[1]), :]
+    return y
+
+
+def _phase_index(ph: Phase, pw: Phase, kw: int) -> np.ndarray:
+    return np.array([[th * kw + tw for tw in pw.taps] for th in ph.taps], dtype=np.int64)
+
+
+def split(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
+    """One ``tf.nn.conv2d`` per phase with its exact sub-kernel, then interleave.
+
+    The paper's method, generalised: ``sh*sw`` convolutions whose sub-kernels
+    hold only the taps of their phase, so the multiplications are exactly the
+    useful ones. Each phase is padded to the same number of blocks so the
+    results stack along channels; phases without taps are zeros.
+    """
+    kw = kernel.shape[1]
+    outputs = []
+    for ph in plan_h.phases:
+        for pw in plan_w.phases:
+            if not ph.taps or not pw.taps:
+                outputs.append(None)
+                continue
+            sub = tf.transpose(_gather_taps(kernel, _phase_index(ph, pw, kw)), (0, 1, 3, 2))
+            outputs.append(
+                _padded_conv(
+                    x,
+                    sub,
+                    plan_h.window_padding(ph.offsets[0], ph.size),
+                    plan_w.window_padding(pw.offsets[0], pw.size),
+                    (ph.dilation, pw.dilation),
+                )
+            )
+    if len(outputs) == 1:
+        return _interleave(outputs[0], plan_h, plan_w)
+    reference = next(y for y in outputs if y is not None)
+    outputs = [tf.zeros_like(reference) if y is None else y for y in outputs]
+    return _interleave(tf.concat(outputs, axis=-1), plan_h, plan_w)
+
+
+def _union_window(plan: AxisPlan) -> tuple[int, int, int]:
+    """(first offset, lattice step, number of taps) of the stacked window."""
+    low, high = plan.union_offsets
+    step = plan.union_dilation
+    return low, step, (high - low) // step + 1
+
+
+def unified(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
+    """A single ``tf.nn.conv2d`` whose kernel stacks every phase's sub-kernel.
+
+    The sub-kernels are placed, zero-filled, in the common window of all
+    phases and stacked into ``sh*sw*filters`` output channels (the sub-pixel
+    convolution of Shi et al.), followed by one interleave. Because the blocks
+    are aligned to the crop (see :mod:`~keras_tconv.ops.phases`) the window is
+    ``ceil(k_eff/s)`` wide, so no tap is wasted when the stride divides the
+    kernel size; otherwise the zero taps cost extra multiplications.
+    """
+    kh, kw, filters, channels = kernel.shape
+    low_h, step_h, size_h = _union_window(plan_h)
+    low_w, step_w, size_w = _union_window(plan_w)
+    sh, sw = plan_h.stride, plan_w.stride
+    index = np.full((size_h, size_w, sh * sw), -1, dtype=np.int64)
+    for qh, ph in enumerate(plan_h.phases):
+        for qw, pw in enumerate(plan_w.phases):
+            for th, eh in zip(ph.taps, ph.offsets):
+                for tw, ew in zip(pw.taps, pw.offsets):
+                    index[(eh - low_h) // step_h, (ew - low_w) // step_w, qh * sw + qw] = th * kw + tw
+    stacked = _gather_taps(kernel, index)  # (size_h, size_w, sh*sw, F, C)
+    stacked = tf.reshape(
+        tf.transpose(stacked, (0, 1, 4, 2, 3)), (size_h, size_w, channels, sh * sw * filters)
+    )
+    z = _padded_conv(
+        x,
+        stacked,
+        plan_h.window_padding(low_h, (size_h - 1) * step_h + 1),
+        plan_w.window_padding(low_w, (size_w - 1) * step_w + 1),
+        (step_h, step_w),
+    )
+    return _interleave(z, plan_h, plan_w)
+
+
+def _zero_insert(x, sh: int, sw: int):
+    """Insert ``s-1`` zeros between neighbouring pixels of each spatial axis."""
+    if sh == sw == 1:
+        return x
+    shape = tf.shape(x)
+    batch, height, width = shape[0], shape[1], shape[2]
+    channels = x.shape[-1]
+    y = tf.reshape(x, tf.stack([batch, height, 1, width, 1, channels]))
+    y = tf.pad(y, [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]])
+    y = tf.reshape(y, tf.stack([batch, height * sh, width * sw, channels]))
+    return y[:, : _stop(sh - 1), : _stop(sw - 1), :]
+
+
+def zero_insertion(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
+    """The conventional method: zero-expand the input, then a dense conv.
+
+    Output position ``o`` sums ``W[t] * xz[o + p - t*d]`` over the expanded
+    input ``xz``, i.e. a stride-1 correlation of ``xz`` with the flipped kernel
+    after ``k_eff - 1 - p`` leading zeros. Kept only as the paper's baseline:
+    about ``s*s`` times the necessary multiplications.
+    """
+    xz = _zero_insert(x, plan_h.stride, plan_w.stride)
+    flipped = tf.transpose(tf.reverse(kernel, axis=(0, 1)), (0, 1, 3, 2))
+    pads = []
+    for plan in (plan_h, plan_w):
+        g = plan.geometry
+        before = g.effective_kernel - 1 - g.crop
+        # Expanded length (N-1)*s + 1; output length N*s + c.
+        after = g.extra + g.stride - 1 - before + g.effective_kernel - 1
+        pads.append((before, after))
+    return _padded_conv(
+        xz, flipped, pads[0], pads[1], (plan_h.geometry.dilation, plan_w.geometry.dilation)
+    )
+
+
+LOWERINGS = {"split": split, "unified": unified, "zero_insertion": zero_insertion}

@@ -1,0 +1,206 @@
+"""Per-axis phase arithmetic of a transposed convolution.
+
+A transposed convolution along one spatial axis, with stride ``s``, kernel size
+``k``, dilation ``d`` and leading crop ``p``, scatters input pixel ``i`` through
+tap ``t`` into output position::
+
+    o = i*s + t*d - p                       (t = 0 .. k-1)
+
+``p`` is the "before" padding that TensorFlow's ``Conv2DBackpropInput`` derives
+from Keras's output length (see :func:`axis_geometry`).
+
+**Blocks and phases.** Group the output into blocks of ``s`` consecutive
+positions, aligned so that block ``j`` starts where ``o + p`` is a multiple of
+``s``: with ``delta = p mod s`` and ``P = p // s``,
+``o = s*j + q - delta`` for phase ``q`` in ``0 .. s-1``. Substituting::
+
+    i = (o + p - t*d) / s = j + P + (q - t*d) / s
+
+so tap ``t`` reaches phase ``q`` exactly when ``q - t*d`` is divisible by ``s``,
+and then reads input ``j + P + e`` with the static offset ``e = (q - t*d) / s``.
+Each phase is therefore an ordinary stride-1 correlation of the *un-expanded*
+input with the taps of its residue class (reversed, since ``e`` decreases as
+``t`` grows), shifted by ``P + e_min``. The shift becomes explicit padding (or a
+crop when negative). All offsets lie in ``[-floor((k_eff-1)/s), 0]`` with
+``k_eff = (k-1)*d + 1``, so this alignment makes the common window of all phases
+``ceil(k_eff/s)`` wide: the smallest possible, which is what lets the "unified"
+lowering stack all phases into one kernel without wasted taps when ``s`` divides
+``k``. Phases with no taps (stride larger than the kernel) are all zero.
+
+**Lengths.** Keras's output length is ``O = N*s + c`` for input length ``N``
+and a static ``c``, so every padding below is static even when ``N`` is not.
+The phases are computed on ``M = ceil((O + delta) / s)`` blocks, interleaved
+into ``s*M >= O + delta`` positions, and the output is the slice
+``[delta, delta + O)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+
+@dataclasses.dataclass(frozen=True)
+class AxisGeometry:
+    """Static description of a transposed convolution along one axis.
+
+    Attributes:
+        stride: ``s``.
+        kernel_size: ``k`` (taps, before dilation).
+        dilation: ``d``.
+        crop: ``p``, the leading crop of the full scatter (TF's pad-before).
+        extra: ``c`` in ``O = N*s + c``.
+    """
+
+    stride: int
+    kernel_size: int
+    dilation: int
+    crop: int
+    extra: int
+
+    @property
+    def effective_kernel(self) -> int:
+        return (self.kernel_size - 1) * self.dilation + 1
+
+    def output_length(self, input_length):
+        """Output length ``O`` for input length ``N`` (int or scalar tensor)."""
+        return input_length * self.stride + self.extra
+
+
+def axis_geometry(
+    kernel_size: int,
+    stride: int,
+    padding: str,
+    output_padding: int | None,
+    dilation: int,
+) -> AxisGeometry:
+    """Geometry of one axis exactly as Keras and TensorFlow define it.
+
+    Keras fixes the output length (``keras.src.backend.common.backend_utils``):
+    "valid" gives ``(N-1)*s + k_eff + op`` with ``op`` defaulting to
+    ``max(k_eff, s) - k_eff``; "same" gives ``N*s`` without ``output_padding``
+    and ``(N-1)*s + k_eff % 2 + op`` with it. TensorFlow's
+    ``Conv2DBackpropInput`` then treats the output as the input of a forward
+    convolution: for "same" its pad-before is ``max((N-1)*s + k_eff - O, 0)//2``
+    and for "valid" zero. Both are independent of ``N``.
+    """
+    padding = padding.lower()
+    k_eff = (kernel_size - 1) * dilation + 1
+    if padding == "valid":
+        op = max(k_eff, stride) - k_eff if output_padding is None else output_padding
+        extra = k_eff - stride + op
+        crop = 0
+    elif padding == "same":
+        extra = 0 if output_padding is None else k_eff % 2 + output_padding - stride
+        crop = max(k_eff - stride - extra, 0) // 2
+    else:
+        raise ValueError(
+            "The `padding` argument must be one of 'valid', 'same'. "
+            f"Received: padding={padding}"
+        )
+    return AxisGeometry(stride, kernel_size, dilation, crop, extra)
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """The taps of one output phase along one axis.
+
+    Attributes:
+        taps: kernel tap indices ``t`` reaching this phase, ordered by
+            increasing input offset (i.e. decreasing ``t``).
+        offsets: input offset ``e`` of each tap, relative to ``j + P``.
+        dilation: spacing between consecutive offsets (1 when < 2 taps).
+    """
+
+    taps: tuple[int, ...]
+    offsets: tuple[int, ...]
+    dilation: int
+
+    @property
+    def size(self) -> int:
+        """Window length of the phase's stride-1 correlation."""
+        if not self.taps:
+            return 0
+        return (len(self.taps) - 1) * self.dilation + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class AxisPlan:
+    """All phases of one axis plus the paddings that place them.
+
+    The lowerings read input position ``j + P + e`` for block ``j``. A
+    correlation whose window starts at offset ``e0`` therefore needs
+    ``-(P + e0)`` leading padding (a crop when negative) and enough trailing
+    padding to produce ``blocks(N)`` outputs.
+    """
+
+    geometry: AxisGeometry
+    phases: tuple[Phase, ...]
+
+    @property
+    def stride(self) -> int:
+        return self.geometry.stride
+
+    @property
+    def shift(self) -> int:
+        """``delta``: where the output starts inside the interleaved blocks."""
+        return self.geometry.crop % self.geometry.stride
+
+    @property
+    def block_offset(self) -> int:
+        """``P``: input index of block 0's zero offset."""
+        return self.geometry.crop // self.geometry.stride
+
+    @property
+    def extra_blocks(self) -> int:
+        """``M - N``: blocks computed beyond the input length (static)."""
+        g = self.geometry
+        return -((-(g.extra + self.shift)) // g.stride)
+
+    def blocks(self, input_length):
+        """``M``, the number of blocks, for input length ``N``."""
+        return input_length + self.extra_blocks
+
+    def window_padding(self, first_offset: int, window: int) -> tuple[int, int]:
+        """(before, after) padding of the input for a stride-1 window.
+
+        ``first_offset`` is the offset read by the window's first tap and
+        ``window`` its (dilated) length. Either value may be negative, which
+        means cropping the input instead.
+        """
+        before = -(self.block_offset + first_offset)
+        # Valid correlation length: N + before + after - window + 1 == M.
+        after = self.extra_blocks - before + window - 1
+        return before, after
+
+    @property
+    def union_offsets(self) -> tuple[int, int]:
+        """Smallest and largest offset over all phases with taps."""
+        offsets = [e for ph in self.phases for e in ph.offsets]
+        return min(offsets), max(offsets)
+
+    @property
+    def union_dilation(self) -> int:
+        """Lattice step shared by every phase's offsets, 1 if there is none."""
+        step = self.phases_dilation
+        low = self.union_offsets[0]
+        if all((e - low) % step == 0 for ph in self.phases for e in ph.offsets):
+            return step
+        return 1
+
+    @property
+    def phases_dilation(self) -> int:
+        g = self.geometry
+        return g.dilation // math.gcd(g.dilation, g.stride)
+
+
+def axis_plan(geometry: AxisGeometry) -> AxisPlan:
+    """Split the taps of one axis into its ``s`` phases."""
+    s, d = geometry.stride, geometry.dilation
+    step = d // math.gcd(d, s)
+    phases = []
+    for q in range(s):
+        taps = [t for t in reversed(range(geometry.kernel_size)) if (q - t * d) % s == 0]
+        offsets = [(q - t * d) // s for t in taps]
+        phases.append(Phase(tuple(taps), tuple(offsets), step if len(taps) > 1 else 1))
+    return AxisPlan(geometry, tuple(phases))
