@@ -1,6 +1,12 @@
-"""keras-tconv: an exact, faster drop-in for ``keras.layers.Conv2DTranspose``."""
+"""keras-tconv: an exact, faster drop-in for ``keras.layers.Conv2DTranspose``.
+
+Layout: :mod:`keras_tconv.ops` (the op and its lowerings) ->
+:mod:`keras_tconv.layers` (the Keras layer) -> :mod:`keras_tconv.conversion`
+(swapping layers in built models).
+"""
 
 from keras_tconv import ops
-from keras_tconv.ops import conv2d_transpose
+from keras_tconv.conversion import convert_model
+from keras_tconv.layers import SegregatedConv2DTranspose
 
-__all__ = ["ops", "conv2d_transpose"]
+__all__ = ["SegregatedConv2DTranspose", "convert_model", "ops"]

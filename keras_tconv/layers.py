@@ -1,0 +1,126 @@
+"""``SegregatedConv2DTranspose``: the drop-in Keras layer."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from keras_tconv.ops import IMPLEMENTATIONS, conv2d_transpose
+
+
+@keras.saving.register_keras_serializable(package="keras_tconv")
+class SegregatedConv2DTranspose(keras.layers.Conv2DTranspose):
+    """``keras.layers.Conv2DTranspose`` computed by kernel segregation.
+
+    Takes every argument of ``keras.layers.Conv2DTranspose``, validates them
+    with Keras's own code and messages, and creates the same variables in the
+    same order and shapes (``kernel`` of shape
+    ``(kh, kw, filters, in_channels)``, then ``bias`` of shape
+    ``(filters,)``), so weights and checkpoints move freely between the two
+    classes. Only the computation differs: instead of
+    ``Conv2DBackpropInput`` it runs ordinary convolutions on the original
+    input, one per output phase or one with stacked sub-kernels, and
+    interleaves the results (see :func:`keras_tconv.ops.conv2d_transpose`).
+    It is a subclass of ``keras.layers.Conv2DTranspose``, so code that checks
+    ``isinstance`` keeps working.
+
+    Args:
+        implementation: ``"auto"`` (default; picks ``"split"`` or
+            ``"unified"`` per static shape), ``"split"``, ``"unified"`` or
+            ``"zero_insertion"`` (the conventional method, for comparisons).
+        All other arguments: as ``keras.layers.Conv2DTranspose``.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        output_padding=None,
+        data_format=None,
+        dilation_rate=(1, 1),
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        implementation="auto",
+        **kwargs,
+    ):
+        super().__init__(
+            filters=filters,
+            kernel_size=kernel_size,
+            strides=strides,
+            padding=padding,
+            output_padding=output_padding,
+            data_format=data_format,
+            dilation_rate=dilation_rate,
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+            **kwargs,
+        )
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(
+                "Invalid value for argument `implementation`. Expected one of "
+                f"{IMPLEMENTATIONS}. Received: implementation={implementation}"
+            )
+        self.implementation = implementation
+        # Keras only asks for ndim >= 4; anything but 4-D fails later and less
+        # clearly, so the rank is checked before build, naming this layer.
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def build(self, input_shape):
+        channel_axis = -1 if self.data_format == "channels_last" else 1
+        if input_shape[channel_axis] is None:
+            expected = (
+                "(batch, height, width, channels)"
+                if self.data_format == "channels_last"
+                else "(batch, channels, height, width)"
+            )
+            raise ValueError(
+                f"Layer '{self.name}' needs the channel dimension of its input to be "
+                f"known: expected shape {expected} with data_format='{self.data_format}'. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        super().build(input_shape)
+        self.input_spec = keras.layers.InputSpec(
+            ndim=4, axes={channel_axis: input_shape[channel_axis]}
+        )
+
+    def call(self, inputs):
+        outputs = conv2d_transpose(
+            inputs,
+            self.kernel,
+            strides=self.strides,
+            padding=self.padding,
+            output_padding=self.output_padding,
+            data_format=self.data_format,
+            dilation_rate=self.dilation_rate,
+            implementation=self.implementation,
+        )
+        if self.use_bias:
+            outputs = tf.nn.bias_add(
+                outputs,
+                self.bias,
+                data_format="NHWC" if self.data_format == "channels_last" else "NCHW",
+            )
+        if self.activation is not None:
+            return self.activation(outputs)
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config["implementation"] = self.implementation
+        return config
