@@ -10,7 +10,7 @@ def stacked_waste(plan_h: AxisPlan, plan_w: AxisPlan) -> float:
     useful = taps = 1
     for plan in (plan_h, plan_w):
         low, high = plan.union_offsets
-        window = (high - low) // plan.union_dilation + 1
+        window = high - low + 1
         taps *= window * plan.stride
         useful *= plan.geometry.kernel_size
     return taps / useful

@@ -22,22 +22,15 @@ def _pair(value, name: str) -> tuple[int, int]:
     return value
 
 
-def plan_axes(kernel_shape, strides, padding, output_padding, dilation_rate):
-    """The two :class:`AxisPlan` objects of a 2-D transposed convolution."""
+def plan_axes(kernel_shape, strides, padding, output_padding):
+    """The two :class:`AxisPlan` objects of a 2-D transposed convolution
+    with an undilated kernel of shape ``kernel_shape``."""
     strides = _pair(strides, "strides")
-    dilation_rate = _pair(dilation_rate, "dilation_rate")
     output_padding = _pair(output_padding, "output_padding") or (None, None)
     return tuple(
-        axis_plan(axis_geometry(kernel_shape[axis], strides[axis], padding, output_padding[axis], dilation_rate[axis]))
+        axis_plan(axis_geometry(kernel_shape[axis], strides[axis], padding, output_padding[axis]))
         for axis in range(2)
     )
-
-
-def _input_gradient_is_one_conv(plan_h: AxisPlan, plan_w: AxisPlan) -> bool:
-    # tf.nn.conv2d rejects strides > 1 combined with dilations > 1.
-    strided = max(plan_h.stride, plan_w.stride) > 1
-    dilated = max(plan_h.geometry.dilation, plan_w.geometry.dilation) > 1
-    return not (strided and dilated)
 
 
 def _gradient_view_of_cotangent(dy, plan_h: AxisPlan, plan_w: AxisPlan):
@@ -45,14 +38,14 @@ def _gradient_view_of_cotangent(dy, plan_h: AxisPlan, plan_w: AxisPlan):
 
     The transposed convolution is the input-gradient of a strided convolution
     whose input has the output's length ``O``: padding ``dy`` by ``p`` in front
-    and ``(N-1)*s + k_eff - O - p`` behind makes that convolution produce
+    and ``(N-1)*s + k - O - p`` behind makes that convolution produce
     exactly ``N`` positions. A negative trailing amount crops ``dy``: those
     output positions receive no input pixel.
     """
     pads, crops = [[0, 0]], []
     for plan in (plan_h, plan_w):
         g = plan.geometry
-        after = g.effective_kernel - g.stride - g.extra - g.crop
+        after = g.kernel_size - g.stride - g.extra - g.crop
         pads.append([g.crop, max(after, 0)])
         crops.append(max(-after, 0))
     pads.append([0, 0])
@@ -71,13 +64,12 @@ def _with_conv_gradients(forward, plan_h: AxisPlan, plan_w: AxisPlan):
     phase convolutions, gathers and an interleave.
     """
     strides = [1, plan_h.stride, plan_w.stride, 1]
-    dilations = [1, plan_h.geometry.dilation, plan_w.geometry.dilation, 1]
 
     @tf.custom_gradient
     def op(x, kernel):
         def grad(dy):
             dy, pads = _gradient_view_of_cotangent(dy, plan_h, plan_w)
-            dx = tf.nn.conv2d(dy, kernel, strides=strides, padding=pads, dilations=dilations)
+            dx = tf.nn.conv2d(dy, kernel, strides=strides, padding=pads)
             dkernel = tf.raw_ops.Conv2DBackpropFilter(
                 input=dy,
                 filter_sizes=tf.shape(kernel),
@@ -85,7 +77,6 @@ def _with_conv_gradients(forward, plan_h: AxisPlan, plan_w: AxisPlan):
                 strides=strides,
                 padding="EXPLICIT",
                 explicit_paddings=[v for pair in pads for v in pair],
-                dilations=dilations,
             )
             return dx, dkernel
 
@@ -118,7 +109,9 @@ def conv2d_transpose(
             is computed in NHWC between two transposes, so it also runs on CPU
             (where Keras's own layer fails).
         dilation_rate: int or pair. Keras allows it only with stride 1;
-            here it is also defined for larger strides.
+            here it is also defined for larger strides. The kernel is
+            zero-expanded to its undilated equivalent (see
+            :func:`~keras_tconv.ops.lowerings.dilate_kernel`).
         implementation: ``"split"`` (one conv per phase), ``"unified"`` (one
             conv with stacked sub-kernels), ``"zero_insertion"`` (the
             conventional baseline) or ``"auto"``, which picks split or unified
@@ -153,11 +146,14 @@ def conv2d_transpose(
             f"last dimension ({kernel.shape[-1]}). Received: inputs.shape={inputs.shape}, "
             f"kernel.shape={kernel.shape}, data_format={data_format}"
         )
-    plan_h, plan_w = plan_axes(kernel.shape, strides, padding, output_padding, dilation_rate)
+    dilation_rate = _pair(dilation_rate, "dilation_rate")
+    if dilation_rate != (1, 1):
+        kernel = lowerings.dilate_kernel(kernel, *dilation_rate)
+    plan_h, plan_w = plan_axes(kernel.shape, strides, padding, output_padding)
     if implementation == "auto":
         implementation = choose_implementation(x.shape, kernel.shape, plan_h, plan_w)
     forward = lowerings.LOWERINGS[implementation]
-    if implementation != "zero_insertion" and _input_gradient_is_one_conv(plan_h, plan_w):
+    if implementation != "zero_insertion":
         y = _with_conv_gradients(forward, plan_h, plan_w)(x, kernel)
     else:
         y = forward(x, kernel, plan_h, plan_w)

@@ -20,7 +20,7 @@ def _stop(amount: int):
     return -amount if amount > 0 else None
 
 
-def _padded_conv(x, filters, pads_h, pads_w, dilations):
+def _padded_conv(x, filters, pads_h, pads_w):
     """Stride-1 VALID correlation of ``x`` padded (or cropped) per axis.
 
     Positive paddings go to ``tf.nn.conv2d``'s explicit padding, which avoids
@@ -31,7 +31,7 @@ def _padded_conv(x, filters, pads_h, pads_w, dilations):
         x = x[:, max(-bh, 0) : _stop(-ah), max(-bw, 0) : _stop(-aw), :]
         bh, ah, bw, aw = max(bh, 0), max(ah, 0), max(bw, 0), max(aw, 0)
     padding = [[0, 0], [bh, ah], [bw, aw], [0, 0]] if bh or ah or bw or aw else "VALID"
-    return tf.nn.conv2d(x, filters, strides=1, padding=padding, dilations=list(dilations))
+    return tf.nn.conv2d(x, filters, strides=1, padding=padding)
 
 
 def _gather_taps(kernel, index: np.ndarray):
@@ -96,9 +96,8 @@ def split(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
                 _padded_conv(
                     x,
                     sub,
-                    plan_h.window_padding(ph.offsets[0], ph.size),
-                    plan_w.window_padding(pw.offsets[0], pw.size),
-                    (ph.dilation, pw.dilation),
+                    plan_h.window_padding(ph.offsets[0], len(ph.taps)),
+                    plan_w.window_padding(pw.offsets[0], len(pw.taps)),
                 )
             )
     if len(outputs) == 1:
@@ -108,11 +107,10 @@ def split(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
     return _interleave(tf.concat(outputs, axis=-1), plan_h, plan_w)
 
 
-def _union_window(plan: AxisPlan) -> tuple[int, int, int]:
-    """(first offset, lattice step, number of taps) of the stacked window."""
+def _union_window(plan: AxisPlan) -> tuple[int, int]:
+    """(first offset, number of taps) of the window shared by all phases."""
     low, high = plan.union_offsets
-    step = plan.union_dilation
-    return low, step, (high - low) // step + 1
+    return low, high - low + 1
 
 
 def unified(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
@@ -122,30 +120,24 @@ def unified(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
     phases and stacked into ``sh*sw*filters`` output channels (the sub-pixel
     convolution of Shi et al.), followed by one interleave. Because the blocks
     are aligned to the crop (see :mod:`~keras_tconv.ops.phases`) the window is
-    ``ceil(k_eff/s)`` wide, so no tap is wasted when the stride divides the
+    ``ceil(k/s)`` wide, so no tap is wasted when the stride divides the
     kernel size; otherwise the zero taps cost extra multiplications.
     """
     kh, kw, filters, channels = kernel.shape
-    low_h, step_h, size_h = _union_window(plan_h)
-    low_w, step_w, size_w = _union_window(plan_w)
+    low_h, size_h = _union_window(plan_h)
+    low_w, size_w = _union_window(plan_w)
     sh, sw = plan_h.stride, plan_w.stride
     index = np.full((size_h, size_w, sh * sw), -1, dtype=np.int64)
     for qh, ph in enumerate(plan_h.phases):
         for qw, pw in enumerate(plan_w.phases):
             for th, eh in zip(ph.taps, ph.offsets):
                 for tw, ew in zip(pw.taps, pw.offsets):
-                    index[(eh - low_h) // step_h, (ew - low_w) // step_w, qh * sw + qw] = th * kw + tw
+                    index[eh - low_h, ew - low_w, qh * sw + qw] = th * kw + tw
     stacked = _gather_taps(kernel, index)  # (size_h, size_w, sh*sw, F, C)
     stacked = tf.reshape(
         tf.transpose(stacked, (0, 1, 4, 2, 3)), (size_h, size_w, channels, sh * sw * filters)
     )
-    z = _padded_conv(
-        x,
-        stacked,
-        plan_h.window_padding(low_h, (size_h - 1) * step_h + 1),
-        plan_w.window_padding(low_w, (size_w - 1) * step_w + 1),
-        (step_h, step_w),
-    )
+    z = _padded_conv(x, stacked, plan_h.window_padding(low_h, size_h), plan_w.window_padding(low_w, size_w))
     return _interleave(z, plan_h, plan_w)
 
 
@@ -162,12 +154,25 @@ def _zero_insert(x, sh: int, sw: int):
     return y[:, : _stop(sh - 1), : _stop(sw - 1), :]
 
 
+def dilate_kernel(kernel, dh: int, dw: int):
+    """The undilated equivalent of a dilated kernel: zeros between its taps.
+
+    The lowerings then need no dilation of their own (CPU kernels cannot
+    differentiate dilated convolutions in half precision), at the price of
+    ``dh*dw`` times the multiplications; Keras allows dilation only with
+    stride 1, and its own layer cannot run it on CPU at all.
+    """
+    kh, kw, filters, channels = kernel.shape
+    dilated = _zero_insert(tf.reshape(kernel, (1, kh, kw, filters * channels)), dh, dw)
+    return tf.reshape(dilated, ((kh - 1) * dh + 1, (kw - 1) * dw + 1, filters, channels))
+
+
 def zero_insertion(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
     """The conventional method: zero-expand the input, then a dense conv.
 
-    Output position ``o`` sums ``W[t] * xz[o + p - t*d]`` over the expanded
+    Output position ``o`` sums ``W[t] * xz[o + p - t]`` over the expanded
     input ``xz``, i.e. a stride-1 correlation of ``xz`` with the flipped kernel
-    after ``k_eff - 1 - p`` leading zeros. Kept only as the paper's baseline:
+    after ``k - 1 - p`` leading zeros. Kept only as the paper's baseline:
     about ``s*s`` times the necessary multiplications.
     """
     xz = _zero_insert(x, plan_h.stride, plan_w.stride)
@@ -175,13 +180,11 @@ def zero_insertion(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
     pads = []
     for plan in (plan_h, plan_w):
         g = plan.geometry
-        before = g.effective_kernel - 1 - g.crop
+        before = g.kernel_size - 1 - g.crop
         # Expanded length (N-1)*s + 1; output length N*s + c.
-        after = g.extra + g.stride - 1 - before + g.effective_kernel - 1
+        after = g.extra + g.stride - 1 - before + g.kernel_size - 1
         pads.append((before, after))
-    return _padded_conv(
-        xz, flipped, pads[0], pads[1], (plan_h.geometry.dilation, plan_w.geometry.dilation)
-    )
+    return _padded_conv(xz, flipped, pads[0], pads[1])
 
 
 LOWERINGS = {"split": split, "unified": unified, "zero_insertion": zero_insertion}

@@ -1,10 +1,13 @@
 """Per-axis phase arithmetic of a transposed convolution.
 
 A transposed convolution along one spatial axis, with stride ``s``, kernel size
-``k``, dilation ``d`` and leading crop ``p``, scatters input pixel ``i`` through
-tap ``t`` into output position::
+``k`` and leading crop ``p``, scatters input pixel ``i`` through tap ``t`` into
+output position::
 
-    o = i*s + t*d - p                       (t = 0 .. k-1)
+    o = i*s + t - p                         (t = 0 .. k-1)
+
+(A dilated kernel enters as its undilated equivalent, with zeros between the
+taps, of size ``k_eff = (k-1)*d + 1``.)
 
 ``p`` is the "before" padding that TensorFlow's ``Conv2DBackpropInput`` derives
 from Keras's output length (see :func:`axis_geometry`).
@@ -14,16 +17,15 @@ positions, aligned so that block ``j`` starts where ``o + p`` is a multiple of
 ``s``: with ``delta = p mod s`` and ``P = p // s``,
 ``o = s*j + q - delta`` for phase ``q`` in ``0 .. s-1``. Substituting::
 
-    i = (o + p - t*d) / s = j + P + (q - t*d) / s
+    i = (o + p - t) / s = j + P + (q - t) / s
 
-so tap ``t`` reaches phase ``q`` exactly when ``q - t*d`` is divisible by ``s``,
-and then reads input ``j + P + e`` with the static offset ``e = (q - t*d) / s``.
+so tap ``t`` reaches phase ``q`` exactly when ``t = q (mod s)``, and then reads
+input ``j + P + e`` with the static offset ``e = (q - t) / s``.
 Each phase is therefore an ordinary stride-1 correlation of the *un-expanded*
 input with the taps of its residue class (reversed, since ``e`` decreases as
 ``t`` grows), shifted by ``P + e_min``. The shift becomes explicit padding (or a
-crop when negative). All offsets lie in ``[-floor((k_eff-1)/s), 0]`` with
-``k_eff = (k-1)*d + 1``, so this alignment makes the common window of all phases
-``ceil(k_eff/s)`` wide: the smallest possible, which is what lets the "unified"
+crop when negative). All offsets lie in ``[-floor((k-1)/s), 0]``, so this
+alignment makes the common window of all phases ``ceil(k/s)`` wide: the smallest possible, which is what lets the "unified"
 lowering stack all phases into one kernel without wasted taps when ``s`` divides
 ``k``. Phases with no taps (stride larger than the kernel) are all zero.
 
@@ -37,7 +39,6 @@ into ``s*M >= O + delta`` positions, and the output is the slice
 from __future__ import annotations
 
 import dataclasses
-import math
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,21 +47,15 @@ class AxisGeometry:
 
     Attributes:
         stride: ``s``.
-        kernel_size: ``k`` (taps, before dilation).
-        dilation: ``d``.
+        kernel_size: ``k``, the undilated equivalent's size ``(k-1)*d + 1``.
         crop: ``p``, the leading crop of the full scatter (TF's pad-before).
         extra: ``c`` in ``O = N*s + c``.
     """
 
     stride: int
     kernel_size: int
-    dilation: int
     crop: int
     extra: int
-
-    @property
-    def effective_kernel(self) -> int:
-        return (self.kernel_size - 1) * self.dilation + 1
 
     def output_length(self, input_length):
         """Output length ``O`` for input length ``N`` (int or scalar tensor)."""
@@ -72,9 +67,11 @@ def axis_geometry(
     stride: int,
     padding: str,
     output_padding: int | None,
-    dilation: int,
 ) -> AxisGeometry:
     """Geometry of one axis exactly as Keras and TensorFlow define it.
+
+    ``kernel_size`` is that of the undilated equivalent kernel (Keras's
+    ``k_eff``).
 
     Keras fixes the output length (``keras.src.backend.common.backend_utils``):
     "valid" gives ``(N-1)*s + k_eff + op`` with ``op`` defaulting to
@@ -85,7 +82,7 @@ def axis_geometry(
     and for "valid" zero. Both are independent of ``N``.
     """
     padding = padding.lower()
-    k_eff = (kernel_size - 1) * dilation + 1
+    k_eff = kernel_size
     if padding == "valid":
         op = max(k_eff, stride) - k_eff if output_padding is None else output_padding
         extra = k_eff - stride + op
@@ -98,7 +95,7 @@ def axis_geometry(
             "The `padding` argument must be one of 'valid', 'same'. "
             f"Received: padding={padding}"
         )
-    return AxisGeometry(stride, kernel_size, dilation, crop, extra)
+    return AxisGeometry(stride, kernel_size, crop, extra)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,21 +104,13 @@ class Phase:
 
     Attributes:
         taps: kernel tap indices ``t`` reaching this phase, ordered by
-            increasing input offset (i.e. decreasing ``t``).
+            increasing input offset (i.e. decreasing ``t``); consecutive taps
+            read consecutive input pixels.
         offsets: input offset ``e`` of each tap, relative to ``j + P``.
-        dilation: spacing between consecutive offsets (1 when < 2 taps).
     """
 
     taps: tuple[int, ...]
     offsets: tuple[int, ...]
-    dilation: int
-
-    @property
-    def size(self) -> int:
-        """Window length of the phase's stride-1 correlation."""
-        if not self.taps:
-            return 0
-        return (len(self.taps) - 1) * self.dilation + 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +154,7 @@ class AxisPlan:
         """(before, after) padding of the input for a stride-1 window.
 
         ``first_offset`` is the offset read by the window's first tap and
-        ``window`` its (dilated) length. Either value may be negative, which
+        ``window`` its length. Either value may be negative, which
         means cropping the input instead.
         """
         before = -(self.block_offset + first_offset)
@@ -179,28 +168,12 @@ class AxisPlan:
         offsets = [e for ph in self.phases for e in ph.offsets]
         return min(offsets), max(offsets)
 
-    @property
-    def union_dilation(self) -> int:
-        """Lattice step shared by every phase's offsets, 1 if there is none."""
-        step = self.phases_dilation
-        low = self.union_offsets[0]
-        if all((e - low) % step == 0 for ph in self.phases for e in ph.offsets):
-            return step
-        return 1
-
-    @property
-    def phases_dilation(self) -> int:
-        g = self.geometry
-        return g.dilation // math.gcd(g.dilation, g.stride)
-
 
 def axis_plan(geometry: AxisGeometry) -> AxisPlan:
     """Split the taps of one axis into its ``s`` phases."""
-    s, d = geometry.stride, geometry.dilation
-    step = d // math.gcd(d, s)
+    s = geometry.stride
     phases = []
     for q in range(s):
-        taps = [t for t in reversed(range(geometry.kernel_size)) if (q - t * d) % s == 0]
-        offsets = [(q - t * d) // s for t in taps]
-        phases.append(Phase(tuple(taps), tuple(offsets), step if len(taps) > 1 else 1))
+        taps = tuple(t for t in reversed(range(geometry.kernel_size)) if t % s == q)
+        phases.append(Phase(taps, tuple((q - t) // s for t in taps)))
     return AxisPlan(geometry, tuple(phases))
