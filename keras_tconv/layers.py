@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from keras_tconv.ops import IMPLEMENTATIONS, conv2d_transpose
 
@@ -109,13 +108,8 @@ class SegregatedConv2DTranspose(keras.layers.Conv2DTranspose):
             data_format=self.data_format,
             dilation_rate=self.dilation_rate,
             implementation=self.implementation,
+            bias=self.bias if self.use_bias else None,
         )
-        if self.use_bias:
-            outputs = tf.nn.bias_add(
-                outputs,
-                self.bias,
-                data_format="NHWC" if self.data_format == "channels_last" else "NCHW",
-            )
         if self.activation is not None:
             return self.activation(outputs)
         return outputs

@@ -66,8 +66,9 @@ def _with_conv_gradients(forward, plan_h: AxisPlan, plan_w: AxisPlan):
     strides = [1, plan_h.stride, plan_w.stride, 1]
 
     @tf.custom_gradient
-    def op(x, kernel):
+    def op(x, kernel, *bias):
         def grad(dy):
+            dbias = [tf.reduce_sum(dy, axis=(0, 1, 2))] if bias else []
             dy, pads = _gradient_view_of_cotangent(dy, plan_h, plan_w)
             dx = tf.nn.conv2d(dy, kernel, strides=strides, padding=pads)
             dkernel = tf.raw_ops.Conv2DBackpropFilter(
@@ -78,9 +79,9 @@ def _with_conv_gradients(forward, plan_h: AxisPlan, plan_w: AxisPlan):
                 padding="EXPLICIT",
                 explicit_paddings=[v for pair in pads for v in pair],
             )
-            return dx, dkernel
+            return [dx, dkernel] + dbias
 
-        return forward(x, kernel, plan_h, plan_w), grad
+        return forward(x, kernel, bias[0] if bias else None, plan_h, plan_w), grad
 
     return op
 
@@ -94,6 +95,7 @@ def conv2d_transpose(
     data_format: str = "channels_last",
     dilation_rate=1,
     implementation: str = "auto",
+    bias=None,
 ):
     """Exactly ``keras.layers.Conv2DTranspose``'s convolution, without bias.
 
@@ -116,10 +118,15 @@ def conv2d_transpose(
             conv with stacked sub-kernels), ``"zero_insertion"`` (the
             conventional baseline) or ``"auto"``, which picks split or unified
             from the static shapes (:func:`keras_tconv.ops.auto.choose_implementation`).
+        bias: optional ``(filters,)`` vector added to the output. Passing it
+            here rather than adding it afterwards is cheaper: it is added to
+            each convolution's output before the interleave, where
+            TensorFlow fuses it into the convolution.
 
     Returns:
         ``(batch, out_h, out_w, filters)`` (or channels first), with Keras's
-        output lengths.
+        output lengths: ``keras.layers.Conv2DTranspose``'s output before its
+        activation.
     """
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(
@@ -152,9 +159,12 @@ def conv2d_transpose(
     plan_h, plan_w = plan_axes(kernel.shape, strides, padding, output_padding)
     if implementation == "auto":
         implementation = choose_implementation(x.shape, kernel.shape, plan_h, plan_w)
+    if bias is not None:
+        bias = tf.convert_to_tensor(bias, dtype=x.dtype)
     forward = lowerings.LOWERINGS[implementation]
-    if implementation != "zero_insertion":
-        y = _with_conv_gradients(forward, plan_h, plan_w)(x, kernel)
+    if implementation == "zero_insertion":
+        # The baseline keeps the gradients automatic differentiation gives it.
+        y = forward(x, kernel, bias, plan_h, plan_w)
     else:
-        y = forward(x, kernel, plan_h, plan_w)
+        y = _with_conv_gradients(forward, plan_h, plan_w)(x, kernel, *([] if bias is None else [bias]))
     return tf.transpose(y, (0, 3, 1, 2)) if channels_first else y

@@ -1,9 +1,12 @@
 """The NHWC lowerings of a 2-D transposed convolution onto ``tf.nn.conv2d``.
 
-Every function here takes ``x`` of shape ``(batch, height, width, in_channels)``
-and ``kernel`` in Keras's Conv2DTranspose layout
-``(kh, kw, filters, in_channels)`` plus the two :class:`AxisPlan` objects, and
-returns ``(batch, out_height, out_width, filters)``. The phase arithmetic they
+Every function here takes ``x`` of shape ``(batch, height, width, in_channels)``,
+``kernel`` in Keras's Conv2DTranspose layout ``(kh, kw, filters, in_channels)``,
+an optional ``bias`` of shape ``(filters,)`` and the two :class:`AxisPlan`
+objects, and returns ``(batch, out_height, out_width, filters)``. The bias is
+added to each convolution's own output, before the interleave: TensorFlow
+fuses a BiasAdd that follows a Conv2D into it, and the interleaved tensor is
+not traversed once more. The phase arithmetic they
 rely on is derived in :mod:`keras_tconv.ops.phases`.
 """
 
@@ -34,20 +37,25 @@ def _padded_conv(x, filters, pads_h, pads_w):
     return tf.nn.conv2d(x, filters, strides=1, padding=padding)
 
 
-def _gather_taps(kernel, index: np.ndarray):
-    """Kernel taps picked by a static index array, -1 selecting a zero tap.
-
-    ``kernel`` is ``(kh, kw, F, C)``; ``index`` holds flat tap indices
-    ``t_h * kw + t_w`` and has any shape ``S``. Returns ``S + (F, C)``. One
-    gather serves every sub-kernel and stacked kernel, so the rearrangement is
-    a single small op per call and is differentiable.
-    """
+def _conv_taps(kernel):
+    """The kernel's taps in ``tf.nn.conv2d``'s layout, flattened:
+    ``(kh*kw, in_channels, filters)``, tap ``t_h * kw + t_w`` first."""
     kh, kw, filters, channels = kernel.shape
-    flat = tf.reshape(kernel, (kh * kw, filters, channels))
+    return tf.reshape(tf.transpose(kernel, (0, 1, 3, 2)), (kh * kw, channels, filters))
+
+
+def _gather_taps(taps, index: np.ndarray):
+    """Taps picked by a static index array, -1 selecting a zero tap.
+
+    ``taps`` comes from :func:`_conv_taps`; ``index`` holds flat tap indices
+    and has any shape ``S``. Returns ``S + (in_channels, filters)``. One
+    gather builds each sub-kernel or stacked kernel: a single small,
+    differentiable op per call.
+    """
     if (index < 0).any():
-        flat = tf.concat([flat, tf.zeros((1, filters, channels), kernel.dtype)], axis=0)
-        index = np.where(index < 0, kh * kw, index)
-    return tf.gather(flat, index)
+        taps = tf.concat([taps, tf.zeros((1,) + tuple(taps.shape[1:]), taps.dtype)], axis=0)
+        index = np.where(index < 0, taps.shape[0] - 1, index)
+    return tf.gather(taps, index)
 
 
 def _interleave(z, plan_h: AxisPlan, plan_w: AxisPlan):
@@ -76,34 +84,40 @@ def _phase_index(ph: Phase, pw: Phase, kw: int) -> np.ndarray:
     return np.array([[th * kw + tw for tw in pw.taps] for th in ph.taps], dtype=np.int64)
 
 
-def split(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
+def _add_bias(z, bias, copies: int = 1):
+    if bias is None:
+        return z
+    return tf.nn.bias_add(z, tf.tile(bias, [copies]) if copies > 1 else bias)
+
+
+def split(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     """One ``tf.nn.conv2d`` per phase with its exact sub-kernel, then interleave.
 
     The paper's method, generalised: ``sh*sw`` convolutions whose sub-kernels
     hold only the taps of their phase, so the multiplications are exactly the
     useful ones. Each phase is padded to the same number of blocks so the
-    results stack along channels; phases without taps are zeros.
+    results stack along channels; phases without taps are zeros (plus bias).
     """
     kw = kernel.shape[1]
+    taps = _conv_taps(kernel)
     outputs = []
     for ph in plan_h.phases:
         for pw in plan_w.phases:
             if not ph.taps or not pw.taps:
                 outputs.append(None)
                 continue
-            sub = tf.transpose(_gather_taps(kernel, _phase_index(ph, pw, kw)), (0, 1, 3, 2))
-            outputs.append(
-                _padded_conv(
-                    x,
-                    sub,
-                    plan_h.window_padding(ph.offsets[0], len(ph.taps)),
-                    plan_w.window_padding(pw.offsets[0], len(pw.taps)),
-                )
+            z = _padded_conv(
+                x,
+                _gather_taps(taps, _phase_index(ph, pw, kw)),
+                plan_h.window_padding(ph.offsets[0], len(ph.taps)),
+                plan_w.window_padding(pw.offsets[0], len(pw.taps)),
             )
+            outputs.append(_add_bias(z, bias))
     if len(outputs) == 1:
         return _interleave(outputs[0], plan_h, plan_w)
     reference = next(y for y in outputs if y is not None)
-    outputs = [tf.zeros_like(reference) if y is None else y for y in outputs]
+    empty = _add_bias(tf.zeros_like(reference), bias)
+    outputs = [empty if y is None else y for y in outputs]
     return _interleave(tf.concat(outputs, axis=-1), plan_h, plan_w)
 
 
@@ -113,7 +127,7 @@ def _union_window(plan: AxisPlan) -> tuple[int, int]:
     return low, high - low + 1
 
 
-def unified(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
+def unified(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     """A single ``tf.nn.conv2d`` whose kernel stacks every phase's sub-kernel.
 
     The sub-kernels are placed, zero-filled, in the common window of all
@@ -133,12 +147,12 @@ def unified(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
             for th, eh in zip(ph.taps, ph.offsets):
                 for tw, ew in zip(pw.taps, pw.offsets):
                     index[eh - low_h, ew - low_w, qh * sw + qw] = th * kw + tw
-    stacked = _gather_taps(kernel, index)  # (size_h, size_w, sh*sw, F, C)
+    stacked = _gather_taps(_conv_taps(kernel), index)  # (size_h, size_w, sh*sw, C, F)
     stacked = tf.reshape(
-        tf.transpose(stacked, (0, 1, 4, 2, 3)), (size_h, size_w, channels, sh * sw * filters)
+        tf.transpose(stacked, (0, 1, 3, 2, 4)), (size_h, size_w, channels, sh * sw * filters)
     )
     z = _padded_conv(x, stacked, plan_h.window_padding(low_h, size_h), plan_w.window_padding(low_w, size_w))
-    return _interleave(z, plan_h, plan_w)
+    return _interleave(_add_bias(z, bias, sh * sw), plan_h, plan_w)
 
 
 def _zero_insert(x, sh: int, sw: int):
@@ -167,7 +181,7 @@ def dilate_kernel(kernel, dh: int, dw: int):
     return tf.reshape(dilated, ((kh - 1) * dh + 1, (kw - 1) * dw + 1, filters, channels))
 
 
-def zero_insertion(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
+def zero_insertion(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     """The conventional method: zero-expand the input, then a dense conv.
 
     Output position ``o`` sums ``W[t] * xz[o + p - t]`` over the expanded
@@ -184,7 +198,7 @@ def zero_insertion(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
         # Expanded length (N-1)*s + 1; output length N*s + c.
         after = g.extra + g.stride - 1 - before + g.kernel_size - 1
         pads.append((before, after))
-    return _padded_conv(xz, flipped, pads[0], pads[1])
+    return _add_bias(_padded_conv(xz, flipped, pads[0], pads[1]), bias)
 
 
 LOWERINGS = {"split": split, "unified": unified, "zero_insertion": zero_insertion}
