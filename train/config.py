@@ -1,0 +1,259 @@
+"""Typed configuration schema of the training application.
+
+One dataclass per config group in ``conf/`` (data, model, layer, trainer,
+device, distribute), nested in :class:`TrainConfig` and registered in Hydra's
+ConfigStore as the schema that ``conf/config.yaml`` extends. Hydra checks every
+override against it while composing, so an unknown enum value fails with a
+message naming the key and the allowed values. Ranges and cross-field rules,
+which a type cannot express, are checked by the ``__post_init__`` methods when
+:func:`to_train_config` turns the composed config into these dataclasses,
+still before any data is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+SCHEMA_NAME = "train_schema"
+
+
+class ConfigValueError(ValueError):
+    """A config value outside its allowed range; the message names the key."""
+
+
+def _require(condition: bool, key: str, value: object, allowed: str) -> None:
+    if not condition:
+        shown = "null" if value is None else value
+        raise ConfigValueError(f"{key}={shown} is invalid: allowed values are {allowed}")
+
+
+def _yaml_name(value: Optional[Enum]) -> str:
+    return "null" if value is None else value.value
+
+
+class DatasetName(Enum):
+    mnist = "mnist"
+    flowers = "flowers"
+    folder = "folder"
+
+
+class LayerName(Enum):
+    segregated = "segregated"
+    keras = "keras"
+    zero_insertion = "zero_insertion"
+
+
+class Implementation(Enum):
+    """``SegregatedConv2DTranspose(implementation=...)`` values."""
+
+    auto = "auto"
+    split = "split"
+    unified = "unified"
+    zero_insertion = "zero_insertion"
+
+
+class OptimizerName(Enum):
+    adam = "adam"
+    adamw = "adamw"
+    sgd = "sgd"
+    rmsprop = "rmsprop"
+
+
+class LossName(Enum):
+    binary_crossentropy = "binary_crossentropy"
+    mse = "mse"
+
+
+class Precision(Enum):
+    """Keras dtype policies."""
+
+    float32 = "float32"
+    mixed_float16 = "mixed_float16"
+    mixed_bfloat16 = "mixed_bfloat16"
+
+
+class DeviceKind(Enum):
+    auto = "auto"
+    cpu = "cpu"
+    gpu = "gpu"
+
+
+class StrategyName(Enum):
+    none = "none"
+    mirrored = "mirrored"
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they are batched.
+
+    Images are resized to ``image_size`` x ``image_size`` with ``channels``
+    channels: the model's input size. ``validation_split`` is the fraction of
+    the training data held out for validation. ``data_dir`` is a tfds data
+    directory (a prepared copy is reused, downloads go there); ``path`` is the
+    image folder of ``data=folder``.
+    """
+
+    name: DatasetName = MISSING
+    image_size: int = 28
+    channels: int = 1
+    batch_size: int = 64
+    validation_split: float = 0.1
+    data_dir: Optional[str] = None
+    path: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _require(self.image_size >= 1, "data.image_size", self.image_size, "integers >= 1")
+        _require(self.channels in (1, 3), "data.channels", self.channels, "1 or 3")
+        _require(self.batch_size >= 1, "data.batch_size", self.batch_size, "integers >= 1")
+        _require(
+            0.0 < self.validation_split < 1.0,
+            "data.validation_split",
+            self.validation_split,
+            "numbers strictly between 0 and 1",
+        )
+        if self.name is DatasetName.folder:
+            _require(bool(self.path), "data.path", self.path, "a folder with one subfolder per class")
+
+
+@dataclass
+class ModelConfig:
+    """A convolutional autoencoder: one stride-2 Conv2D per entry of
+    ``filters`` down, then as many stride-2 transpose convolutions up.
+
+    With a single entry the decoder is a single transpose convolution, the
+    paper's simple model.
+    """
+
+    name: str = MISSING
+    filters: list[int] = MISSING
+    kernel_size: int = 3
+
+    def __post_init__(self) -> None:
+        _require(len(self.filters) >= 1, "model.filters", self.filters, "non-empty lists")
+        _require(min(self.filters) >= 1, "model.filters", self.filters, "lists of integers >= 1")
+        _require(self.kernel_size >= 1, "model.kernel_size", self.kernel_size, "integers >= 1")
+
+    @property
+    def downsampling(self) -> int:
+        """Factor by which the encoder shrinks each side of the image."""
+        return 2 ** len(self.filters)
+
+
+_LAYER_IMPLEMENTATIONS = {
+    LayerName.segregated: (Implementation.auto, Implementation.split, Implementation.unified),
+    LayerName.zero_insertion: (Implementation.zero_insertion,),
+    LayerName.keras: (None,),
+}
+
+
+@dataclass
+class LayerConfig:
+    """Which transpose convolution the decoder uses.
+
+    ``segregated`` is ``SegregatedConv2DTranspose`` with ``implementation``
+    auto, split or unified; ``zero_insertion`` is the same layer running the
+    conventional zero-insertion method; ``keras`` is
+    ``keras.layers.Conv2DTranspose`` (no implementation).
+    """
+
+    name: LayerName = MISSING
+    implementation: Optional[Implementation] = None
+
+    def __post_init__(self) -> None:
+        allowed = _LAYER_IMPLEMENTATIONS[self.name]
+        _require(
+            self.implementation in allowed,
+            "layer.implementation",
+            _yaml_name(self.implementation),
+            f"{', '.join(_yaml_name(a) for a in allowed)} when layer={self.name.value}",
+        )
+
+
+@dataclass
+class TrainerConfig:
+    """How the model is optimised.
+
+    ``steps_per_epoch`` null means one full pass over the training data per
+    epoch. ``deterministic`` turns on TensorFlow's op determinism.
+    """
+
+    epochs: int = 10
+    steps_per_epoch: Optional[int] = None
+    learning_rate: float = 1e-3
+    optimizer: OptimizerName = OptimizerName.adam
+    loss: LossName = LossName.binary_crossentropy
+    seed: int = 0
+    deterministic: bool = False
+    precision: Precision = Precision.float32
+    jit_compile: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, "trainer.epochs", self.epochs, "integers >= 1")
+        _require(
+            self.steps_per_epoch is None or self.steps_per_epoch >= 1,
+            "trainer.steps_per_epoch",
+            self.steps_per_epoch,
+            "null (a full epoch) or integers >= 1",
+        )
+        _require(self.learning_rate > 0, "trainer.learning_rate", self.learning_rate, "numbers > 0")
+
+
+@dataclass
+class DeviceConfig:
+    """``auto`` uses a GPU when TensorFlow sees one, ``cpu`` hides the GPUs,
+    ``gpu`` requires one."""
+
+    kind: DeviceKind = DeviceKind.auto
+
+
+@dataclass
+class DistributeConfig:
+    """``mirrored`` replicates training over all local devices of the chosen
+    kind (``tf.distribute.MirroredStrategy``); ``data.batch_size`` is then the
+    global batch."""
+
+    strategy: StrategyName = StrategyName.none
+
+
+@dataclass
+class TrainConfig:
+    """The whole configuration of one training job; each group is filled
+    from ``conf/<group>/<choice>.yaml`` by the defaults list."""
+
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+    layer: LayerConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    device: DeviceConfig = MISSING
+    distribute: DistributeConfig = MISSING
+    reconstructions: int = 8
+
+    def __post_init__(self) -> None:
+        _require(self.reconstructions >= 1, "reconstructions", self.reconstructions, "integers >= 1")
+        _require(
+            self.data.image_size % self.model.downsampling == 0,
+            "data.image_size",
+            self.data.image_size,
+            f"multiples of {self.model.downsampling} for model={self.model.name}, "
+            f"whose encoder halves the image {len(self.model.filters)} times",
+        )
+
+
+def register_schema() -> None:
+    """Registers :class:`TrainConfig` under :data:`SCHEMA_NAME` for ``conf/config.yaml``."""
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)
+
+
+def to_train_config(cfg: DictConfig) -> TrainConfig:
+    """Turns a composed Hydra config into validated dataclasses.
+
+    Raises :class:`ConfigValueError` naming the offending key and its allowed
+    values.
+    """
+    return OmegaConf.to_object(cfg)

@@ -1,0 +1,56 @@
+"""Where a job computes: the device kind (``device=``) and the distribution
+strategy (``distribute=``)."""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from train.config import DeviceKind, StrategyName
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The configured device cannot be used."""
+
+
+def _set_visible_gpus(gpus: list) -> None:
+    """Makes exactly ``gpus`` visible; TensorFlow only allows this before it
+    initialises its devices, so a multirun cannot switch device kinds."""
+    if tf.config.get_visible_devices("GPU") == gpus:
+        return
+    try:
+        tf.config.set_visible_devices(gpus, "GPU")
+    except RuntimeError as error:
+        raise DeviceUnavailableError(
+            "the device kind cannot change after TensorFlow initialised its devices "
+            "(e.g. a multirun over device=...): run each device choice in its own process"
+        ) from error
+
+
+def select_device(kind: DeviceKind) -> str:
+    """Applies ``device=kind`` and describes the device used, for the metrics.
+
+    ``auto`` uses the GPUs when TensorFlow sees any, ``cpu`` hides them, and
+    ``gpu`` fails when there is none.
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    if kind is DeviceKind.gpu and not gpus:
+        raise DeviceUnavailableError(
+            "device=gpu but TensorFlow sees no GPU; allowed values: auto (a GPU when present), cpu, gpu"
+        )
+    _set_visible_gpus([] if kind is DeviceKind.cpu else gpus)
+    visible = tf.config.get_visible_devices("GPU")
+    if not visible:
+        return f"cpu ({os.cpu_count()} cores)"
+    name = tf.config.experimental.get_device_details(visible[0]).get("device_name", "GPU")
+    return f"gpu ({len(visible)} x {name})"
+
+
+def make_strategy(name: StrategyName) -> tf.distribute.Strategy:
+    """The default (no-op) strategy, or a MirroredStrategy over all local
+    logical GPUs, or over all logical CPUs when there is no GPU."""
+    if name is StrategyName.none:
+        return tf.distribute.get_strategy()
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])

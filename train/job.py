@@ -1,0 +1,92 @@
+"""One training job, from validated config to a complete run directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import keras
+import numpy as np
+
+from train.config import TrainConfig
+from train.data import autoencoder_batches, load_image_splits
+from train.devices import make_strategy, select_device
+from train.export import save_model
+from train.models import build_autoencoder
+from train.reconstructions import plot_reconstructions
+from train.run_dir import RunDir
+from train.session import reset_global_state
+from train.training import compile_model, fit_model
+
+log = logging.getLogger(__name__)
+
+
+def run_job(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
+    """Trains the configured autoencoder and writes the run directory.
+
+    The device is checked before any data is loaded, so a missing GPU fails
+    fast. Returns the metrics written to ``metrics.json``.
+    """
+    reset_global_state(config.trainer)
+    device = select_device(config.device.kind)
+    strategy = make_strategy(config.distribute.strategy)
+    log.info("Device: %s, %d replica(s)", device, strategy.num_replicas_in_sync)
+
+    data = config.data
+    splits = load_image_splits(data, config.trainer.seed)
+    log.info("Data: %s", splits.source)
+    train_batches = autoencoder_batches(
+        splits.train,
+        data.image_size,
+        data.channels,
+        data.batch_size,
+        shuffle_seed=config.trainer.seed,
+        repeat=config.trainer.steps_per_epoch is not None,
+    )
+    validation_batches = autoencoder_batches(splits.validation, data.image_size, data.channels, data.batch_size)
+
+    with strategy.scope():
+        model = build_autoencoder(config.model, config.layer, data.image_size, data.channels)
+        compile_model(model, config.trainer)
+    model.summary(print_fn=log.info)
+
+    result = fit_model(model, train_batches, validation_batches, config.trainer, run_dir)
+
+    save_model(model, run_dir)
+    sample = np.concatenate([inputs for inputs, _ in validation_batches.take(config.reconstructions).as_numpy_iterator()])
+    plot_reconstructions(model, sample[: config.reconstructions], run_dir.reconstructions)
+
+    median_step_ms = result.median_step_ms
+    metrics = {
+        "model": config.model.name,
+        "layer": config.layer.name.value,
+        "implementation": config.layer.implementation.value if config.layer.implementation else None,
+        "data": data.name.value,
+        "data_source": splits.source,
+        "skipped_files": splits.skipped_files,
+        "image_size": data.image_size,
+        "batch_size": data.batch_size,
+        "device": device,
+        "replicas": strategy.num_replicas_in_sync,
+        "precision": keras.config.dtype_policy().name,
+        "epochs": config.trainer.epochs,
+        "steps_per_epoch": config.trainer.steps_per_epoch,
+        "parameters": model.count_params(),
+        "loss": result.loss,
+        "val_loss": result.val_loss,
+        "epoch_seconds": result.epoch_seconds,
+        "median_step_ms": median_step_ms,
+        "images_per_second": data.batch_size * 1000 / median_step_ms if median_step_ms else None,
+        "train_seconds": result.train_seconds,
+        "resumed_from_epoch": result.resumed_from_epoch,
+    }
+    run_dir.metrics.write_text(json.dumps(metrics, indent=2))
+    log.info(
+        "Final loss %.5f, val_loss %.5f, median step %.2f ms; outputs in %s",
+        result.loss[-1],
+        result.val_loss[-1],
+        median_step_ms or float("nan"),
+        run_dir.root,
+    )
+    return metrics

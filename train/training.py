@@ -1,0 +1,97 @@
+"""Compiling and fitting a model with resumable, logged, timed epochs."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from train.config import TrainerConfig
+from train.run_dir import RunDir
+from train.timing import StepTimer
+
+log = logging.getLogger(__name__)
+
+
+def compile_model(model: keras.Model, trainer: TrainerConfig) -> None:
+    """Compiles with the configured optimizer, learning rate, loss and XLA
+    setting (Keras adds loss scaling itself under mixed_float16)."""
+    optimizer = keras.optimizers.get(
+        {"class_name": trainer.optimizer.value, "config": {"learning_rate": trainer.learning_rate}}
+    )
+    model.compile(optimizer=optimizer, loss=trainer.loss.value, jit_compile=trainer.jit_compile)
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """Per-epoch losses over the whole run, resumes included, and this
+    process's timings."""
+
+    loss: list[float]
+    val_loss: list[float]
+    epoch_seconds: list[float]
+    median_step_ms: Optional[float]
+    train_seconds: float
+    resumed_from_epoch: Optional[int]
+
+
+def read_history(path, epochs: int) -> tuple[list[float], list[float]]:
+    """Per-epoch ``(loss, val_loss)`` from the CSV log.
+
+    An epoch logged just before a crash, but not yet backed up, is trained
+    and logged again after the resume: the last row of each epoch wins.
+    """
+    rows = {}
+    with open(path, newline="") as file:
+        for row in csv.DictReader(file):
+            rows[int(row["epoch"])] = row
+    ordered = [rows[epoch] for epoch in sorted(rows) if epoch < epochs]
+    return [float(row["loss"]) for row in ordered], [float(row["val_loss"]) for row in ordered]
+
+
+def fit_model(
+    model: keras.Model,
+    train_batches: tf.data.Dataset,
+    validation_batches: tf.data.Dataset,
+    trainer: TrainerConfig,
+    run_dir: RunDir,
+) -> TrainingResult:
+    """Fits ``model``, resuming from ``run_dir.backup`` when a previous run of
+    the same directory was interrupted.
+
+    The CSV log is written before the backup at each epoch end, so the log
+    never misses a backed-up epoch; it is appended to when resuming.
+    """
+    resuming = run_dir.backup.exists()
+    timer = StepTimer()
+    callbacks = [
+        timer,
+        keras.callbacks.CSVLogger(str(run_dir.history), append=resuming),
+        keras.callbacks.BackupAndRestore(str(run_dir.backup), delete_checkpoint=False),
+        keras.callbacks.TensorBoard(str(run_dir.tensorboard)),
+    ]
+    model.fit(
+        train_batches,
+        validation_data=validation_batches,
+        epochs=trainer.epochs,
+        steps_per_epoch=trainer.steps_per_epoch,
+        callbacks=callbacks,
+        shuffle=False,  # the tf.data pipeline shuffles
+    )
+    # No epoch ran: the backup already held all epochs.
+    start_epoch = trainer.epochs if timer.first_epoch is None else timer.first_epoch
+    if start_epoch:
+        log.info("Resumed from epoch %d", start_epoch)
+    loss, val_loss = read_history(run_dir.history, trainer.epochs)
+    return TrainingResult(
+        loss=loss,
+        val_loss=val_loss,
+        epoch_seconds=timer.epoch_seconds,
+        median_step_ms=timer.median_step_ms(),
+        train_seconds=timer.train_seconds,
+        resumed_from_epoch=start_epoch or None,
+    )
