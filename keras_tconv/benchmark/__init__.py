@@ -1,0 +1,13 @@
+"""Benchmark of ``Conv2DTranspose`` implementations: ``python -m keras_tconv.benchmark``.
+
+Modules: :mod:`~keras_tconv.benchmark.suites` (layer shapes),
+:mod:`~keras_tconv.benchmark.impls` (the timed callables and the dense-conv
+ceiling), :mod:`~keras_tconv.benchmark.timing` (interleaved timing),
+:mod:`~keras_tconv.benchmark.memory` (peak memory),
+:mod:`~keras_tconv.benchmark.tflite` (LiteRT comparison),
+:mod:`~keras_tconv.benchmark.runner` (a run as steps),
+:mod:`~keras_tconv.benchmark.report` (CSV, Markdown, plot) and
+:mod:`~keras_tconv.benchmark.cli` (the command line). This module imports
+nothing, so that ``__main__`` can quiet TensorFlow's logging before
+TensorFlow loads.
+"""

@@ -1,0 +1,168 @@
+"""The callables the benchmark times: one per implementation, plus the ceiling.
+
+Every implementation is a Keras layer with the same weights: ``keras`` is the
+built-in ``keras.layers.Conv2DTranspose`` (TensorFlow's Conv2DBackpropInput);
+the others are ``keras_tconv.SegregatedConv2DTranspose`` with that
+``implementation``. Timing the layers (bias included) measures exactly what a
+user swapping one layer for the other gets.
+
+The ceiling is a dense stride-1 ``tf.nn.conv2d`` of the same input with a
+``kh x kw`` kernel and ``filters`` outputs ("same" padding), plus bias: it
+does exactly :attr:`Shape.macs` multiply-accumulates, so its speed is what
+this machine's convolution kernels reach on that much work, and
+``ceiling_time / implementation_time`` is an implementation's efficiency.
+
+Each callable is a ``tf.function`` traced once for its fixed inputs. In
+``forward`` mode it returns the layer output; in ``train`` mode it runs the
+forward pass under a tape and returns the gradients of the output (with a
+fixed random cotangent) with respect to the input, kernel and bias.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_tconv import SegregatedConv2DTranspose
+from keras_tconv.benchmark.suites import Shape
+
+IMPLEMENTATIONS = ("keras", "zero_insertion", "split", "unified", "auto")
+CEILING = "dense_conv2d"
+MODES = ("forward", "train")
+
+
+def make_layer(shape: Shape, impl: str) -> keras.layers.Conv2DTranspose:
+    """An unbuilt layer of ``impl`` with ``shape``'s configuration."""
+    config = dict(
+        filters=shape.filters,
+        kernel_size=shape.kernel,
+        strides=shape.strides,
+        padding=shape.padding,
+        output_padding=shape.output_padding,
+    )
+    if impl == "keras":
+        return keras.layers.Conv2DTranspose(**config)
+    return SegregatedConv2DTranspose(**config, implementation=impl)
+
+
+def output_shape(shape: Shape) -> tuple[int, int, int, int]:
+    """The layer's output shape, by Keras's own arithmetic."""
+    return tuple(make_layer(shape, "keras").compute_output_shape(shape.input_shape))
+
+
+def resolved_auto(shape: Shape) -> str:
+    """Which lowering ``implementation="auto"`` picks for ``shape`` ("" if unknown).
+
+    Uses the library's internal planning functions, so it degrades to "" rather
+    than failing the benchmark if they move.
+    """
+    try:
+        from keras_tconv.ops.auto import choose_implementation
+        from keras_tconv.ops.conv2d_transpose import plan_axes
+
+        kernel_shape = (*shape.kernel, shape.filters, shape.in_channels)
+        plans = plan_axes(kernel_shape, shape.strides, shape.padding, shape.output_padding, 1)
+        return choose_implementation(tf.TensorShape(shape.input_shape), tf.TensorShape(kernel_shape), *plans)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return ""
+
+
+@dataclasses.dataclass
+class Case:
+    """One shape in one mode on one device: the timed callables and their inputs.
+
+    ``run[name]()`` executes one step of implementation ``name`` (or of
+    :data:`CEILING`) and returns its outputs. ``layers`` keeps the layers of
+    the implementations (for TFLite export and memory measurement).
+    """
+
+    shape: Shape
+    mode: str
+    run: dict[str, Callable[[], object]]
+    layers: dict[str, keras.layers.Layer]
+    functions: dict[str, tf.types.experimental.GenericFunction]
+
+
+def build_layers(shape: Shape, impls: tuple[str, ...], seed: int) -> dict[str, keras.layers.Layer]:
+    """Built layers of ``impls``, all holding the same random kernel and bias."""
+    rng = np.random.default_rng(seed)
+    kernel = rng.standard_normal((*shape.kernel, shape.filters, shape.in_channels), dtype=np.float32)
+    kernel *= 1.0 / np.sqrt(np.prod(shape.kernel) * shape.in_channels)
+    bias = rng.standard_normal((shape.filters,), dtype=np.float32)
+    layers = {}
+    for impl in impls:
+        layer = make_layer(shape, impl)
+        layer.build(shape.input_shape)
+        layer.set_weights([kernel, bias])
+        layers[impl] = layer
+    return layers
+
+
+def _step_function(call: Callable, variables: list, mode: str) -> tf.types.experimental.GenericFunction:
+    if mode == "forward":
+        return tf.function(call)
+
+    def train_step(x, cotangent):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = call(x)
+        return tape.gradient(y, [x, *variables], output_gradients=cotangent)
+
+    return tf.function(train_step)
+
+
+def _ceiling(shape: Shape, seed: int) -> tuple[Callable, list]:
+    rng = np.random.default_rng(seed + 1)
+    kernel = tf.Variable(rng.standard_normal((*shape.kernel, shape.in_channels, shape.filters), dtype=np.float32))
+    bias = tf.Variable(rng.standard_normal((shape.filters,), dtype=np.float32))
+
+    def conv(x):
+        return tf.nn.bias_add(tf.nn.conv2d(x, kernel, strides=1, padding="SAME"), bias)
+
+    return conv, [kernel, bias]
+
+
+def build_case(shape: Shape, mode: str, impls: tuple[str, ...], device: str, seed: int = 0) -> Case:
+    """Layers, inputs and traced step functions of ``impls`` and the ceiling.
+
+    Everything is created under ``device`` (a TensorFlow device string such as
+    ``"/CPU:0"``); each function is traced here, once, so timing never traces.
+    """
+    with tf.device(device):
+        rng = np.random.default_rng(seed + 2)
+        x = tf.constant(rng.standard_normal(shape.input_shape, dtype=np.float32))
+        layers = build_layers(shape, impls, seed)
+        calls = {impl: (layer, layer.trainable_variables) for impl, layer in layers.items()}
+        calls[CEILING] = _ceiling(shape, seed)
+        args = {name: (x,) for name in calls}
+        if mode == "train":
+            # One cotangent shared by all implementations, so their gradients compare.
+            cotangent = tf.constant(rng.standard_normal(output_shape(shape), dtype=np.float32))
+            ceiling_cotangent = tf.constant(rng.standard_normal((*shape.input_shape[:3], shape.filters), dtype=np.float32))
+            args = {name: (x, ceiling_cotangent if name == CEILING else cotangent) for name in calls}
+        run, functions = {}, {}
+        for name, (call, variables) in calls.items():
+            function = _step_function(call, variables, mode)
+            function.get_concrete_function(*args[name])
+            functions[name] = function
+            run[name] = _bind(function, args[name])
+    return Case(shape=shape, mode=mode, run=run, layers=layers, functions=functions)
+
+
+def _bind(function: Callable, args: tuple) -> Callable[[], object]:
+    return lambda: function(*args)
+
+
+def max_relative_error(outputs, reference) -> float:
+    """``max |a - b| / max |b|`` over all corresponding tensors."""
+    errors = [0.0]
+    for got, want in zip(tf.nest.flatten(outputs), tf.nest.flatten(reference)):
+        got, want = np.asarray(got), np.asarray(want)
+        if want.size:
+            scale = max(float(np.max(np.abs(want))), np.finfo(np.float32).tiny)
+            errors.append(float(np.max(np.abs(got - want))) / scale)
+    return max(errors)

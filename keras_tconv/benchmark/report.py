@@ -1,0 +1,197 @@
+"""Writing the results: ``results.csv``, ``results.md`` and ``speedup.png``.
+
+The CSV has one row per shape, mode and implementation (TFLite rows have mode
+``tflite``); the Markdown report turns the same rows into per-mode tables of
+time and speedup over Keras, efficiency against the dense-conv ceiling, peak
+memory, and TFLite ops; the plot shows the speedups.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import math
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+
+COLUMNS = (
+    "suite", "device", "mode", "shape", "layer", "source",
+    "batch", "height", "width", "in_channels", "filters", "kernel_h", "kernel_w", "stride_h", "stride_w",
+    "padding", "output_padding", "out_height", "out_width", "macs",
+    "impl", "auto_picks", "time_ms", "time_q1_ms", "time_q3_ms", "calls_per_sample", "samples",
+    "speedup_vs_keras", "gflops", "ceiling_ms", "ceiling_gflops", "efficiency",
+    "max_rel_err", "traces", "peak_mem_mb", "ops", "xnnpack", "error",
+)
+# Relative error (max |impl - keras| / max |keras|) above which the report flags a result.
+ERROR_FLAG = 1e-4
+
+
+def geomean(values) -> float:
+    values = [v for v in values if v is not None and v > 0]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: _csv_value(row.get(key)) for key in COLUMNS})
+
+
+def _csv_value(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+def _by_mode(rows: list[dict]) -> dict[str, dict[str, dict[str, dict]]]:
+    """``{mode: {shape: {impl: row}}}``, in first-seen order."""
+    grouped: dict = collections.defaultdict(lambda: collections.defaultdict(dict))
+    for row in rows:
+        grouped[row["mode"]][row["shape"]][row["impl"]] = row
+    return grouped
+
+
+def _impls(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(row["impl"] for row in rows))
+
+
+def _fmt(value, spec: str, suffix: str = "") -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:{spec}}{suffix}"
+
+
+def _table(header: list[str], body: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in body]
+
+
+def _summary(grouped: dict, impls: list[str]) -> list[str]:
+    body = []
+    for mode, shapes in grouped.items():
+        for impl in impls:
+            if impl == "keras":
+                continue
+            speedups = {name: by_impl[impl]["speedup_vs_keras"] for name, by_impl in shapes.items()
+                        if by_impl.get(impl, {}).get("speedup_vs_keras")}
+            if not speedups:
+                continue
+            worst = min(speedups, key=speedups.get)
+            efficiencies = [by_impl[impl].get("efficiency") for by_impl in shapes.values() if impl in by_impl]
+            body.append([
+                mode, impl, _fmt(geomean(speedups.values()), ".2f", "x"),
+                f"{speedups[worst]:.2f}x ({worst})", _fmt(max(speedups.values()), ".2f", "x"),
+                _fmt(geomean(efficiencies), ".0%") if mode != "tflite" else "–",
+            ])
+    header = ["mode", "impl", "geomean speedup vs keras", "min (shape)", "max", "geomean efficiency"]
+    return _table(header, body)
+
+
+def _mode_tables(mode: str, shapes: dict, impls: list[str]) -> list[str]:
+    others = [impl for impl in impls if impl != "keras"]
+    lines = [f"## {mode}", "", "Time per step (median) and speedup over keras (keras time / impl time).", ""]
+    header = ["shape", "layer", "MMACs", "keras ms"] + others
+    body, flags = [], []
+    for name, by_impl in shapes.items():
+        keras_row = by_impl.get("keras", {})
+        cells = [name, keras_row.get("layer", ""), _fmt(keras_row.get("macs", 0) / 1e6, ".3g"),
+                 _fmt(keras_row.get("time_ms"), ".3f")]
+        for impl in others:
+            row = by_impl.get(impl)
+            if row is None or row.get("time_ms") is None:
+                cells.append(row.get("error", "–") if row else "–")
+                continue
+            cell = f"{row['time_ms']:.3f}"
+            if row.get("speedup_vs_keras"):
+                cell += f" ({row['speedup_vs_keras']:.2f}x)"
+            if impl == "auto" and row.get("auto_picks"):
+                cell += f" [{row['auto_picks']}]"
+            cells.append(cell)
+        for impl, row in by_impl.items():
+            if (row.get("max_rel_err") or 0) > ERROR_FLAG:
+                flags.append(f"- {name} / {impl}: max relative error vs keras {row['max_rel_err']:.2e}")
+            if (row.get("traces") or 1) > 1:
+                flags.append(f"- {name} / {impl}: traced {row['traces']} times")
+        body.append(cells)
+    lines += _table(header, body)
+    if mode == "tflite":
+        return lines + _tflite_ops(shapes, impls)
+    lines += ["", "Efficiency: dense-conv ceiling time / impl time (the ceiling is a stride-1 conv2d with the "
+              "same multiply-accumulates; its GFLOP/s is this machine's practical rate for that work).", ""]
+    header = ["shape", "ceiling GFLOP/s"] + [f"{impl} (GFLOP/s)" for impl in impls]
+    body = []
+    for name, by_impl in shapes.items():
+        any_row = next(iter(by_impl.values()))
+        cells = [name, _fmt(any_row.get("ceiling_gflops"), ".3g")]
+        cells += [f"{_fmt(by_impl[i].get('efficiency'), '.0%')} ({_fmt(by_impl[i].get('gflops'), '.3g')})"
+                  if i in by_impl else "–" for i in impls]
+        body.append(cells)
+    lines += _table(header, body)
+    if any(row.get("peak_mem_mb") is not None for by_impl in shapes.values() for row in by_impl.values()):
+        lines += ["", "Peak memory of one step beyond inputs and weights (output included), MB.", ""]
+        body = [[name] + [_fmt(by_impl.get(i, {}).get("peak_mem_mb"), ".1f") for i in impls]
+                for name, by_impl in shapes.items()]
+        lines += _table(["shape"] + impls, body)
+    if flags:
+        lines += ["", "**Check these results:**", ""] + flags
+    return lines
+
+
+def _tflite_ops(shapes: dict, impls: list[str]) -> list[str]:
+    lines = ["", "Ops of each converted model (XNNPACK: whether the delegate took ops).", ""]
+    body = []
+    for name, by_impl in shapes.items():
+        for impl in impls:
+            row = by_impl.get(impl)
+            if row is not None:
+                body.append([name, impl, _compact_ops(row.get("ops") or ""), row.get("xnnpack") or "",
+                             row.get("error") or ""])
+    return lines + _table(["shape", "impl", "ops", "XNNPACK", "error"], body)
+
+
+def _compact_ops(ops: str) -> str:
+    """``"CONV_2D CONV_2D PAD"`` -> ``"CONV_2D x2, PAD"``, first-seen order."""
+    counts = collections.Counter(ops.split())
+    return ", ".join(op if n == 1 else f"{op} x{n}" for op, n in counts.items())
+
+
+def write_markdown(rows: list[dict], header_lines: list[str], path: Path) -> None:
+    grouped, impls = _by_mode(rows), _impls(rows)
+    lines = ["# keras-tconv benchmark", ""] + header_lines + ["", "## Summary", ""]
+    lines += _summary(grouped, impls)
+    for mode, shapes in grouped.items():
+        lines += [""] + _mode_tables(mode, shapes, impls)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot_speedups(rows: list[dict], path: Path) -> None:
+    """Grouped bars of speedup over keras, one panel per mode, log scale."""
+    grouped = _by_mode(rows)
+    impls = [impl for impl in _impls(rows) if impl != "keras"]
+    n_shapes = max(len(shapes) for shapes in grouped.values())
+    fig, axes = plt.subplots(len(grouped), 1, figsize=(max(6.0, 0.6 * n_shapes * len(impls) / 2), 3.2 * len(grouped)),
+                             squeeze=False)
+    width = 0.8 / max(1, len(impls))
+    for ax, (mode, shapes) in zip(axes[:, 0], grouped.items()):
+        names = list(shapes)
+        for i, impl in enumerate(impls):
+            values = [shapes[name].get(impl, {}).get("speedup_vs_keras") or float("nan") for name in names]
+            ax.bar([j + (i - (len(impls) - 1) / 2) * width for j in range(len(names))], values, width, label=impl)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_yscale("log", base=2)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%gx"))
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
+        ax.set_ylabel("speedup vs keras")
+        ax.set_title(mode)
+        ax.legend(fontsize=7, ncol=len(impls))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

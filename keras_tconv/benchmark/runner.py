@@ -1,0 +1,149 @@
+"""Running a benchmark: shapes x modes x implementations into result rows.
+
+For every shape and mode, all implementations and the dense-conv ceiling are
+built, traced, checked against Keras and then timed together
+(:func:`keras_tconv.benchmark.timing.measure`). Peak memory (optional) is
+measured before any timing on CPU, since its subprocesses would disturb the
+timings, and right after each shape's timing on GPU. TFLite (optional) runs
+last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+import tensorflow as tf
+
+from keras_tconv.benchmark import impls, memory, tflite
+from keras_tconv.benchmark.suites import Shape
+from keras_tconv.benchmark.timing import Timing, measure
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Everything a run needs besides the shapes; see ``--help`` for each."""
+
+    suite: str
+    modes: tuple[str, ...]
+    implementations: tuple[str, ...]
+    device: str
+    rounds: int
+    warmup: int
+    min_sample_s: float
+    memory: bool
+    tflite: bool
+    tflite_threads: int
+    seed: int
+
+
+def tf_device(device: str) -> str:
+    """The TensorFlow device string for ``"cpu"`` or ``"gpu"`` (the first GPU)."""
+    return "/GPU:0" if device == "gpu" else "/CPU:0"
+
+
+def gpu_sync(result) -> None:
+    """Wait for a GPU step's outputs by copying one element of one output to the host."""
+    tensor = tf.nest.flatten(result)[-1]
+    tf.reshape(tensor, [-1])[:1].numpy()
+
+
+def cpu_sync(result) -> None:
+    """Nothing to wait for: on the CPU a function call returns when its outputs are computed."""
+
+
+def _sync_for(device: str) -> Callable[[object], None]:
+    return gpu_sync if device.startswith("/GPU") else cpu_sync
+
+
+def _layer_columns(shape: Shape) -> dict:
+    out = impls.output_shape(shape)
+    return {
+        "shape": shape.name, "layer": shape.describe(), "source": shape.source,
+        "batch": shape.batch, "height": shape.height, "width": shape.width,
+        "in_channels": shape.in_channels, "filters": shape.filters,
+        "kernel_h": shape.kernel[0], "kernel_w": shape.kernel[1],
+        "stride_h": shape.strides[0], "stride_w": shape.strides[1], "padding": shape.padding,
+        "output_padding": "x".join(map(str, shape.output_padding)) if shape.output_padding else "",
+        "out_height": out[1], "out_width": out[2], "macs": shape.macs, "auto_picks": impls.resolved_auto(shape),
+    }
+
+
+def _timing_columns(timing: Timing, keras: Timing, macs: int) -> dict:
+    return {
+        "time_ms": timing.median_s * 1e3, "time_q1_ms": timing.q1_s * 1e3, "time_q3_ms": timing.q3_s * 1e3,
+        "calls_per_sample": timing.calls_per_sample, "samples": timing.samples,
+        "speedup_vs_keras": keras.median_s / timing.median_s if keras else None,
+        "gflops": 2 * macs / timing.median_s / 1e9,
+    }
+
+
+def time_shape(shape: Shape, mode: str, options: Options, device: str, cpu_peaks: dict) -> list[dict]:
+    """Rows for one shape in one mode: every implementation timed, checked and compared.
+
+    ``cpu_peaks`` holds peak memory measured beforehand in subprocesses, by
+    ``(shape name, mode, impl)``; on GPU it is measured here, after timing.
+    """
+    case = impls.build_case(shape, mode, options.implementations, device, options.seed)
+    outputs = {impl: case.run[impl]() for impl in options.implementations}
+    errors = {impl: impls.max_relative_error(outputs[impl], outputs["keras"]) for impl in outputs}
+    del outputs
+    sync = _sync_for(device)
+    timings = measure(case.run, sync, options.rounds, options.warmup, options.min_sample_s)
+    peaks = {impl: cpu_peaks[(shape.name, mode, impl)] for impl in options.implementations
+             if (shape.name, mode, impl) in cpu_peaks}
+    if options.memory and device.startswith("/GPU"):
+        peaks = {impl: memory.gpu_peak_bytes(case.run[impl], sync, device.strip("/")) for impl in options.implementations}
+    # The training step does three products of the forward's size: forward, input and kernel gradients.
+    macs = shape.macs * (3 if mode == "train" else 1)
+    ceiling = timings[impls.CEILING]
+    common = {"suite": options.suite, "device": options.device, "mode": mode, **_layer_columns(shape),
+              "ceiling_ms": ceiling.median_s * 1e3, "ceiling_gflops": 2 * macs / ceiling.median_s / 1e9}
+    rows = []
+    for impl in options.implementations:
+        rows.append({
+            **common, "impl": impl, **_timing_columns(timings[impl], timings["keras"], macs),
+            "efficiency": ceiling.median_s / timings[impl].median_s,
+            "max_rel_err": errors[impl], "traces": case.functions[impl].experimental_get_tracing_count(),
+            "peak_mem_mb": peaks[impl] / 2**20 if impl in peaks else None,
+        })
+    return rows
+
+
+def tflite_rows(shape: Shape, options: Options) -> list[dict]:
+    """Rows for one shape's batch-1 TFLite models (mode ``tflite``)."""
+    results = tflite.run_shape(shape, options.implementations, options.tflite_threads, options.rounds,
+                               options.warmup, options.min_sample_s, options.seed)
+    keras = next((r.timing for r in results if r.impl == "keras"), None)
+    batch1 = shape.with_batch(1)
+    rows = []
+    for result in results:
+        row = {"suite": options.suite, "device": f"litert-xnnpack-{options.tflite_threads}t", "mode": "tflite",
+               **_layer_columns(batch1), "impl": result.impl, "max_rel_err": result.max_rel_err,
+               "ops": " ".join(result.ops), "xnnpack": "yes" if result.delegated else "no", "error": result.error}
+        if result.timing is not None:
+            row.update(_timing_columns(result.timing, keras, batch1.macs))
+        rows.append(row)
+    return rows
+
+
+def plan(shapes: tuple[Shape, ...], options: Options) -> list[tuple[str, Callable[[], list[dict]]]]:
+    """The run as ``(label, step)`` pairs; calling the steps in order returns all rows."""
+    device = tf_device(options.device)
+    cpu_peaks: dict[tuple[str, str, str], int] = {}
+    steps = []
+    if options.memory and device == "/CPU:0":
+        def measure_memory() -> list[dict]:
+            cpu_peaks.update(memory.cpu_peak_bytes(options.suite, shapes, options.modes, options.implementations,
+                                                   options.seed))
+            return []
+
+        steps.append(("memory (subprocesses)", measure_memory))
+    for shape in shapes:
+        for mode in options.modes:
+            steps.append((f"{shape.name} {mode}", functools.partial(time_shape, shape, mode, options, device, cpu_peaks)))
+    if options.tflite:
+        for shape in shapes:
+            steps.append((f"{shape.name} tflite", functools.partial(tflite_rows, shape, options)))
+    return steps

@@ -1,0 +1,126 @@
+"""TFLite (LiteRT) comparison: one-layer batch-1 models per implementation.
+
+Each implementation's layer (same weights) is wrapped in a one-layer Keras
+model, exported with a fully static ``(1, H, W, C)`` signature (a dynamic
+batch turns Keras's layer into SHAPE/STRIDED_SLICE/PACK/TRANSPOSE_CONV,
+which XNNPACK does not take) and converted with ``TFLiteConverter``. The
+models run in ai-edge-litert's interpreter with its default XNNPACK delegate
+and a fixed thread count, timed interleaved like the TensorFlow cases.
+Implementations that fail to convert are reported with the error instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sys
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+
+from keras_tconv.benchmark import impls
+from keras_tconv.benchmark.suites import Shape
+from keras_tconv.benchmark.timing import Timing, measure
+
+
+@dataclasses.dataclass(frozen=True)
+class TfliteResult:
+    """One implementation's converted model: its ops, timing and error vs Keras in TF."""
+
+    impl: str
+    ops: tuple[str, ...]
+    delegated: bool
+    timing: Timing | None
+    max_rel_err: float | None
+    error: str = ""
+
+
+@contextlib.contextmanager
+def _stderr_discarded():
+    """Send file descriptor 2 to /dev/null: the converter prints MLIR dumps there
+    itself (not through Python), also for failures that are reported anyway."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def convert(layer: keras.layers.Layer, input_shape: tuple[int, ...]) -> bytes:
+    """A TFLite flatbuffer of ``layer`` alone, for a fixed ``input_shape``."""
+    model = keras.Sequential([keras.Input(input_shape[1:], batch_size=input_shape[0]), layer])
+    with tempfile.TemporaryDirectory() as directory, _stderr_discarded():
+        model.export(
+            directory,
+            format="tf_saved_model",
+            verbose=False,
+            input_signature=[tf.TensorSpec(input_shape, tf.float32)],
+        )
+        return tf.lite.TFLiteConverter.from_saved_model(directory).convert()
+
+
+def _summarize(error: Exception) -> str:
+    """One line: the converter's "TF Select ops: ..." line when there is one."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [""]
+    select = [line for line in lines if line.startswith("TF Select ops")]
+    return f"{type(error).__name__}: {(select or lines)[0][:200]}"
+
+
+def _interpreter(model: bytes, threads: int, x: np.ndarray) -> Interpreter:
+    interpreter = Interpreter(model_content=model, num_threads=threads)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    return interpreter
+
+
+def _output(interpreter: Interpreter) -> np.ndarray:
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+def run_shape(
+    shape: Shape,
+    implementations: tuple[str, ...],
+    threads: int,
+    rounds: int,
+    warmup: int,
+    min_sample_s: float,
+    seed: int = 0,
+) -> list[TfliteResult]:
+    """Convert, check and time every implementation on ``shape`` at batch 1."""
+    shape = shape.with_batch(1)
+    layers = impls.build_layers(shape, implementations, seed)
+    x = np.random.default_rng(seed + 3).standard_normal(shape.input_shape, dtype=np.float32)
+    reference = layers["keras"](x).numpy()
+    interpreters, failures = {}, {}
+    for impl, layer in layers.items():
+        try:
+            interpreters[impl] = _interpreter(convert(layer, shape.input_shape), threads, x)
+        except Exception as error:  # noqa: BLE001 - a failed conversion is a result, not a crash
+            failures[impl] = _summarize(error)
+    timings = measure(
+        {impl: interpreter.invoke for impl, interpreter in interpreters.items()},
+        sync=lambda _: None,
+        rounds=rounds,
+        warmup=warmup,
+        min_sample_s=min_sample_s,
+    )
+    results = []
+    for impl in implementations:
+        if impl in failures:
+            results.append(TfliteResult(impl, (), False, None, None, failures[impl]))
+            continue
+        interpreter = interpreters[impl]
+        names = tuple(op["op_name"] for op in interpreter._get_ops_details())
+        err = impls.max_relative_error(_output(interpreter), reference)
+        ops = tuple(name for name in names if name != "DELEGATE")
+        results.append(TfliteResult(impl, ops, "DELEGATE" in names, timings[impl], err))
+    return results

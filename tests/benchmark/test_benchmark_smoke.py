@@ -1,0 +1,96 @@
+"""Smoke test of ``python -m keras_tconv.benchmark``: it runs and writes its outputs.
+
+Runs the tiny ``quick`` suite with as little timing as possible and checks
+the shape of what comes out, never the timings themselves.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from keras_tconv.benchmark import cli, report
+from keras_tconv.benchmark.impls import IMPLEMENTATIONS
+from keras_tconv.benchmark.suites import SUITES
+
+FAST = ["--suite", "quick", "--rounds", "2", "--warmup", "1", "--min-sample-ms", "0"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _rows(out):
+    with open(out / "results.csv", newline="") as file:
+        reader = csv.DictReader(file)
+        assert tuple(reader.fieldnames) == report.COLUMNS
+        return list(reader)
+
+
+def test_quick_suite_both_modes_and_tflite(tmp_path):
+    assert cli.main([*FAST, "--mode", "both", "--tflite", "--out", str(tmp_path)]) == 0
+
+    rows = _rows(tmp_path)
+    shapes = [shape.name for shape in SUITES["quick"]]
+    expected = {(mode, shape, impl) for mode in ("forward", "train", "tflite") for shape in shapes
+                for impl in IMPLEMENTATIONS}
+    assert {(row["mode"], row["shape"], row["impl"]) for row in rows} == expected
+    assert len(rows) == len(expected)
+    for row in rows:
+        if row["error"]:  # an implementation TFLite cannot convert is reported, not timed
+            assert row["mode"] == "tflite" and not row["time_ms"]
+            continue
+        assert float(row["time_ms"]) > 0
+        assert math.isfinite(float(row["speedup_vs_keras"]))
+        assert float(row["max_rel_err"]) >= 0
+        if row["impl"] == "keras":
+            assert float(row["speedup_vs_keras"]) == 1.0
+        if row["mode"] == "tflite":  # errors are against Keras in TensorFlow, so not 0 for keras
+            assert row["ops"] and row["xnnpack"] in ("yes", "no")
+        else:
+            assert float(row["efficiency"]) > 0 and float(row["ceiling_gflops"]) > 0
+            assert row["traces"] == "1"
+            assert row["impl"] != "keras" or float(row["max_rel_err"]) == 0.0
+    keras_tflite = [row for row in rows if row["mode"] == "tflite" and row["impl"] == "keras"]
+    assert all("TRANSPOSE_CONV" in row["ops"].split() for row in keras_tflite)
+
+    markdown = (tmp_path / "results.md").read_text()
+    for heading in ("## Summary", "## forward", "## train", "## tflite"):
+        assert heading in markdown
+    assert all(shape in markdown for shape in shapes)
+    assert (tmp_path / "speedup.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_list_and_bad_arguments(capsys):
+    assert cli.main(["--suite", "models", "--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == [shape.name for shape in SUITES["models"]]
+    with pytest.raises(SystemExit):
+        cli.main(["--suite", "quick", "--shapes", "no_such_shape"])
+    with pytest.raises(SystemExit):
+        cli.main(["--impls", "keras,fastest"])
+    if not tf.config.list_physical_devices("GPU"):
+        with pytest.raises(SystemExit):
+            cli.main(["--device", "gpu", "--list"])
+
+
+@pytest.mark.slow
+def test_module_entry_point():
+    completed = subprocess.run([sys.executable, "-m", "keras_tconv.benchmark", "--suite", "quick", "--list"],
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert [line.split()[0] for line in completed.stdout.splitlines()] == [s.name for s in SUITES["quick"]]
+
+
+@pytest.mark.slow
+def test_memory_from_subprocesses(tmp_path):
+    """``--memory`` on CPU fills peak memory from one subprocess per implementation."""
+    argv = [*FAST, "--shapes", "tiny_k3_same", "--mode", "forward", "--impls", "keras,auto", "--memory",
+            "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    rows = _rows(tmp_path)
+    assert [row["impl"] for row in rows] == ["keras", "auto"]
+    assert all(float(row["peak_mem_mb"]) >= 0 for row in rows)
+    assert "Peak memory" in (tmp_path / "results.md").read_text()
