@@ -1,0 +1,214 @@
+"""convert_model swaps Conv2DTranspose layers both ways and changes nothing else."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from keras_tconv import SegregatedConv2DTranspose, convert_model
+
+KerasCT = keras.layers.Conv2DTranspose
+INPUT_SHAPE = (6, 5, 2)
+
+
+def _sequential(cls):
+    return keras.Sequential(
+        [
+            keras.Input(shape=INPUT_SHAPE, name="image"),
+            keras.layers.Conv2D(3, 3, padding="same", name="enc"),
+            keras.layers.BatchNormalization(name="bn"),
+            cls(4, 3, strides=2, padding="same", activation="relu", name="up1"),
+            cls(2, (2, 3), strides=(2, 1), output_padding=(1, 0), use_bias=False, name="up2"),
+        ],
+        name="seq",
+    )
+
+
+def _functional(cls):
+    inputs = keras.Input(shape=INPUT_SHAPE, name="image")
+    h = keras.layers.Conv2D(3, 1, name="enc")(inputs)
+    a = cls(2, 3, strides=2, padding="same", name="up_a")(h)
+    b = cls(2, 2, strides=2, padding="valid", bias_initializer="random_normal", name="up_b")(h)
+    c = keras.layers.UpSampling2D(2, name="up_plain")(h)
+    outputs = keras.layers.Concatenate(name="cat")([a, b, c])
+    return keras.Model(inputs, outputs, name="func")
+
+
+def _nested(cls):
+    inner = keras.Sequential(
+        [
+            keras.Input(shape=(6, 5, 3)),
+            cls(3, 3, strides=2, padding="same", bias_initializer="random_normal", name="inner_up"),
+            keras.layers.BatchNormalization(name="inner_bn"),
+        ],
+        name="inner",
+    )
+    inputs = keras.Input(shape=INPUT_SHAPE, name="image")
+    h = keras.layers.Conv2D(3, 1, name="enc")(inputs)
+    h = inner(h)
+    outputs = cls(1, 3, strides=1, padding="same", name="outer_up")(h)
+    return keras.Model(inputs, outputs, name="outer")
+
+
+BUILDERS = {"sequential": _sequential, "functional": _functional, "nested": _nested}
+
+
+def _walk(model):
+    """All layers, depth first, descending into nested models."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _walk(layer)
+
+
+def _randomize(model, rng):
+    """Nonzero, distinct weights everywhere (incl. BatchNormalization statistics)."""
+    model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) for w in model.get_weights()])
+
+
+def _comparable_config(layer):
+    """get_config, minus an unnamed InputLayer's auto-generated name.
+
+    keras.models.clone_model itself renames unnamed inputs (input_layer ->
+    keras_tensor_N), as it does without any conversion; explicitly named
+    inputs ("image") keep their names, which is checked.
+    """
+    config = layer.get_config()
+    if isinstance(layer, keras.layers.InputLayer) and not config["name"].startswith("image"):
+        config.pop("name")
+    return config
+
+
+def _config_without_implementation(layer):
+    return {k: v for k, v in layer.get_config().items() if k != "implementation"}
+
+
+@pytest.fixture
+def x(rng):
+    return rng.standard_normal((2, *INPUT_SHAPE)).astype("float32")
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+@pytest.mark.parametrize(
+    "direction, implementation",
+    [("to_segregated", "auto"), ("to_segregated", "split"), ("to_segregated", "unified"), ("to_keras", "auto")],
+)
+def test_convert(kind, direction, implementation, x, rng):
+    source_cls, target_cls, to = KerasCT, SegregatedConv2DTranspose, "segregated"
+    if direction == "to_keras":
+        source_cls, target_cls, to = SegregatedConv2DTranspose, KerasCT, "keras"
+    original = BUILDERS[kind](source_cls)
+    _randomize(original, rng)
+    weights_before = [w.copy() for w in original.get_weights()]
+    types_before = [type(layer) for layer in _walk(original)]
+    configs_before = [layer.get_config() for layer in _walk(original)]
+    expected = np.asarray(original(x, training=False))
+
+    converted = convert_model(original, to=to, implementation=implementation)
+
+    assert converted is not original
+    assert type(converted) is type(original)
+    assert converted.name == original.name
+    assert [t.name for t in converted.inputs] == [t.name for t in original.inputs] == ["image"]
+    pairs = list(zip(_walk(original), _walk(converted), strict=True))
+    swapped = 0
+    for old, new in pairs:
+        assert new is not old
+        if type(old) is source_cls:
+            assert type(new) is target_cls
+            assert _config_without_implementation(new) == _config_without_implementation(old)
+            if to == "segregated":
+                assert new.implementation == implementation
+            else:
+                assert "implementation" not in new.get_config()
+            swapped += 1
+        else:
+            assert type(new) is type(old)
+            if not isinstance(old, keras.Model):
+                assert _comparable_config(new) == _comparable_config(old)
+        assert [v.name for v in new.weights] == [v.name for v in old.weights]
+        for a, b in zip(old.get_weights(), new.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert swapped == sum(t is source_cls for t in types_before) >= 2
+    assert not any(type(layer) is source_cls for layer in _walk(converted))
+
+    np.testing.assert_allclose(np.asarray(converted(x, training=False)), expected, rtol=1e-5, atol=1e-5)
+
+    # The original is untouched ...
+    assert [type(layer) for layer in _walk(original)] == types_before
+    assert [layer.get_config() for layer in _walk(original)] == configs_before
+    for a, b in zip(original.get_weights(), weights_before, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # ... and shares no variables with the copy.
+    converted.set_weights([w + 1 for w in converted.get_weights()])
+    for a, b in zip(original.get_weights(), weights_before, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(np.asarray(original(x, training=False)), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_round_trip_restores_keras_configs(kind, x, rng):
+    original = BUILDERS[kind](KerasCT)
+    _randomize(original, rng)
+    back = convert_model(convert_model(original, to="segregated", implementation="split"), to="keras")
+    for old, new in zip(_walk(original), _walk(back), strict=True):
+        assert type(new) is type(old)
+        if not isinstance(old, keras.Model):
+            assert _comparable_config(new) == _comparable_config(old)
+    np.testing.assert_allclose(
+        np.asarray(back(x, training=False)), np.asarray(original(x, training=False)), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_segregated_to_segregated_changes_implementation(x, rng):
+    original = _sequential(SegregatedConv2DTranspose)
+    _randomize(original, rng)
+    converted = convert_model(original, to="segregated", implementation="zero_insertion")
+    layers = [layer for layer in _walk(converted) if isinstance(layer, KerasCT)]
+    assert [layer.implementation for layer in layers] == ["zero_insertion"] * 2
+    assert [layer.implementation for layer in _walk(original) if isinstance(layer, KerasCT)] == ["auto"] * 2
+    np.testing.assert_allclose(
+        np.asarray(converted(x, training=False)), np.asarray(original(x, training=False)), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_converted_model_trains_and_saves(tmp_path, x, rng):
+    converted = convert_model(_nested(KerasCT), to="segregated")
+    converted.compile(optimizer="sgd", loss="mse")
+    y = np.asarray(converted(x))
+    converted.fit(x, y + 1, epochs=1, verbose=0)
+    path = tmp_path / "converted.keras"
+    converted.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert sum(type(layer) is SegregatedConv2DTranspose for layer in _walk(loaded)) == 2
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(converted(x)))
+
+
+class UpsamplerModel(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.up = KerasCT(2, 3, strides=2, padding="same")
+
+    def call(self, inputs):
+        return self.up(inputs)
+
+
+def test_subclassed_model_is_rejected_clearly(x):
+    model = UpsamplerModel()
+    model(x)
+    with pytest.raises(ValueError, match="subclassed") as info:
+        convert_model(model)
+    assert "UpsamplerModel" in str(info.value)
+    assert "Sequential or Functional" in str(info.value)
+
+
+def test_bad_target_is_rejected():
+    with pytest.raises(ValueError, match="`to`"):
+        convert_model(_sequential(KerasCT), to="tflite")
+
+
+def test_unbuilt_model_is_rejected():
+    model = keras.Sequential([KerasCT(2, 3)])
+    with pytest.raises(ValueError, match="built"):
+        convert_model(model)
