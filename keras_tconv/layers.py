@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from keras_tconv.ops import IMPLEMENTATIONS, conv2d_transpose
+from keras_tconv.ops.conv2d_transpose import FUSED_ACTIVATIONS
 
 
 @keras.saving.register_keras_serializable(package="keras_tconv")
@@ -109,10 +110,19 @@ class SegregatedConv2DTranspose(keras.layers.Conv2DTranspose):
             dilation_rate=self.dilation_rate,
             implementation=self.implementation,
             bias=self.bias if self.use_bias else None,
+            activation=self._fused_activation,
         )
-        if self.activation is not None:
-            return self.activation(outputs)
-        return outputs
+        if self.activation is None or self._fused_activation:
+            return outputs
+        return self.activation(outputs)
+
+    @property
+    def _fused_activation(self):
+        """The activation's name where the op can fuse it, else None."""
+        name = getattr(self.activation, "__name__", None)
+        if name in FUSED_ACTIVATIONS and name is not None and keras.activations.get(name) is self.activation:
+            return name
+        return None
 
     def get_config(self):
         config = super().get_config()

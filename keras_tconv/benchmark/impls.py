@@ -20,6 +20,7 @@ fixed random cotangent) with respect to the input, kernel and bias.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from typing import Callable
 
@@ -54,30 +55,13 @@ def output_shape(shape: Shape) -> tuple[int, int, int, int]:
     return tuple(make_layer(shape, "keras").compute_output_shape(shape.input_shape))
 
 
-def resolved_auto(shape: Shape) -> str:
-    """Which lowering ``implementation="auto"`` picks for ``shape`` ("" if unknown).
-
-    Uses the library's internal planning functions, so it degrades to "" rather
-    than failing the benchmark if they move.
-    """
-    try:
-        from keras_tconv.ops.auto import choose_implementation
-        from keras_tconv.ops.conv2d_transpose import plan_axes
-
-        kernel_shape = (*shape.kernel, shape.filters, shape.in_channels)
-        plans = plan_axes(kernel_shape, shape.strides, shape.padding, shape.output_padding, 1)
-        return choose_implementation(tf.TensorShape(shape.input_shape), tf.TensorShape(kernel_shape), *plans)
-    except (ImportError, AttributeError, TypeError, ValueError):
-        return ""
-
-
 @dataclasses.dataclass
 class Case:
     """One shape in one mode on one device: the timed callables and their inputs.
 
     ``run[name]()`` executes one step of implementation ``name`` (or of
-    :data:`CEILING`) and returns its outputs. ``layers`` keeps the layers of
-    the implementations (for TFLite export and memory measurement).
+    :data:`CEILING`) and returns its outputs: ``functions[name](*args[name])``.
+    ``layers`` holds the implementations' layers.
     """
 
     shape: Shape
@@ -85,6 +69,12 @@ class Case:
     run: dict[str, Callable[[], object]]
     layers: dict[str, keras.layers.Layer]
     functions: dict[str, tf.types.experimental.GenericFunction]
+    args: dict[str, tuple]
+
+    def op_types(self, name: str) -> collections.Counter:
+        """How many ops of each type the traced function of ``name`` holds."""
+        graph = self.functions[name].get_concrete_function(*self.args[name]).graph
+        return collections.Counter(op.type for op in graph.get_operations())
 
 
 def build_layers(shape: Shape, impls: tuple[str, ...], seed: int) -> dict[str, keras.layers.Layer]:
@@ -150,7 +140,7 @@ def build_case(shape: Shape, mode: str, impls: tuple[str, ...], device: str, see
             function.get_concrete_function(*args[name])
             functions[name] = function
             run[name] = _bind(function, args[name])
-    return Case(shape=shape, mode=mode, run=run, layers=layers, functions=functions)
+    return Case(shape=shape, mode=mode, run=run, layers=layers, functions=functions, args=args)
 
 
 def _bind(function: Callable, args: tuple) -> Callable[[], object]:

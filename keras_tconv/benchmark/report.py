@@ -123,8 +123,10 @@ def _mode_tables(mode: str, shapes: dict, impls: list[str]) -> list[str]:
     lines += _table(header, body)
     if mode == "tflite":
         return lines + _tflite_ops(shapes, impls)
-    lines += ["", "Efficiency: dense-conv ceiling time / impl time (the ceiling is a stride-1 conv2d with the "
-              "same multiply-accumulates; its GFLOP/s is this machine's practical rate for that work).", ""]
+    lines += ["", "Efficiency: dense-conv ceiling time / impl time, and GFLOP/s. The ceiling is a stride-1 "
+              "\"same\" conv2d of the same input with the layer's kernel size and output channels (plus bias): "
+              "exactly the layer's multiply-accumulates, so its GFLOP/s is this machine's practical rate for that "
+              "work. With very few output channels that conv is itself slow, and efficiencies above 100% say so.", ""]
     header = ["shape", "ceiling GFLOP/s"] + [f"{impl} (GFLOP/s)" for impl in impls]
     body = []
     for name, by_impl in shapes.items():
@@ -172,26 +174,31 @@ def write_markdown(rows: list[dict], header_lines: list[str], path: Path) -> Non
 
 
 def plot_speedups(rows: list[dict], path: Path) -> None:
-    """Grouped bars of speedup over keras, one panel per mode, log scale."""
+    """Grouped bars of speedup over keras, one panel per mode, log scale with 1x marked."""
     grouped = _by_mode(rows)
     impls = [impl for impl in _impls(rows) if impl != "keras"]
     n_shapes = max(len(shapes) for shapes in grouped.values())
-    fig, axes = plt.subplots(len(grouped), 1, figsize=(max(6.0, 0.6 * n_shapes * len(impls) / 2), 3.2 * len(grouped)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(grouped), 1, squeeze=False,
+                             figsize=(max(7.0, 0.22 * n_shapes * len(impls) + 1.5), 3.0 * len(grouped) + 0.6))
     width = 0.8 / max(1, len(impls))
     for ax, (mode, shapes) in zip(axes[:, 0], grouped.items()):
         names = list(shapes)
+        values = {impl: [shapes[name].get(impl, {}).get("speedup_vs_keras") or float("nan") for name in names]
+                  for impl in impls}
         for i, impl in enumerate(impls):
-            values = [shapes[name].get(impl, {}).get("speedup_vs_keras") or float("nan") for name in names]
-            ax.bar([j + (i - (len(impls) - 1) / 2) * width for j in range(len(names))], values, width, label=impl)
-        ax.axhline(1.0, color="black", linewidth=0.8)
+            offsets = [j + (i - (len(impls) - 1) / 2) * width for j in range(len(names))]
+            ax.bar(offsets, values[impl], width, label=impl, color=f"C{i}")
+        finite = [v for vs in values.values() for v in vs if not math.isnan(v)] or [1.0]
         ax.set_yscale("log", base=2)
+        ax.set_ylim(min(0.5, min(finite) / 1.2), max(2.0, max(finite) * 1.2))
         ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%gx"))
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.grid(axis="y", alpha=0.3)
         ax.set_xticks(range(len(names)))
-        ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("speedup vs keras")
-        ax.set_title(mode)
-        ax.legend(fontsize=7, ncol=len(impls))
-    fig.tight_layout()
+        ax.set_title(mode, fontsize=10)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="upper center", ncol=len(impls), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     fig.savefig(path, dpi=110)
     plt.close(fig)

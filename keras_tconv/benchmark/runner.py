@@ -66,8 +66,18 @@ def _layer_columns(shape: Shape) -> dict:
         "kernel_h": shape.kernel[0], "kernel_w": shape.kernel[1],
         "stride_h": shape.strides[0], "stride_w": shape.strides[1], "padding": shape.padding,
         "output_padding": "x".join(map(str, shape.output_padding)) if shape.output_padding else "",
-        "out_height": out[1], "out_width": out[2], "macs": shape.macs, "auto_picks": impls.resolved_auto(shape),
+        "out_height": out[1], "out_width": out[2], "macs": shape.macs,
     }
+
+
+def auto_picks(signatures: dict) -> str:
+    """Which implementation ``auto`` ran: the first whose ops equal ``auto``'s ("" if none does).
+
+    Read off the traced graphs (or converted models) rather than the library's
+    internal rule, so it stays right whatever that rule becomes.
+    """
+    auto = signatures.get("auto")
+    return next((impl for impl, ops in signatures.items() if impl != "auto" and auto is not None and ops == auto), "")
 
 
 def _timing_columns(timing: Timing, keras: Timing, macs: int) -> dict:
@@ -98,8 +108,9 @@ def time_shape(shape: Shape, mode: str, options: Options, device: str, cpu_peaks
     # The training step does three products of the forward's size: forward, input and kernel gradients.
     macs = shape.macs * (3 if mode == "train" else 1)
     ceiling = timings[impls.CEILING]
+    picks = auto_picks({impl: case.op_types(impl) for impl in options.implementations})
     common = {"suite": options.suite, "device": options.device, "mode": mode, **_layer_columns(shape),
-              "ceiling_ms": ceiling.median_s * 1e3, "ceiling_gflops": 2 * macs / ceiling.median_s / 1e9}
+              "auto_picks": picks, "ceiling_ms": ceiling.median_s * 1e3, "ceiling_gflops": 2 * macs / ceiling.median_s / 1e9}
     rows = []
     for impl in options.implementations:
         rows.append({
@@ -117,10 +128,11 @@ def tflite_rows(shape: Shape, options: Options) -> list[dict]:
                                options.warmup, options.min_sample_s, options.seed)
     keras = next((r.timing for r in results if r.impl == "keras"), None)
     batch1 = shape.with_batch(1)
+    picks = auto_picks({r.impl: r.ops for r in results if not r.error})
     rows = []
     for result in results:
         row = {"suite": options.suite, "device": f"litert-xnnpack-{options.tflite_threads}t", "mode": "tflite",
-               **_layer_columns(batch1), "impl": result.impl, "max_rel_err": result.max_rel_err,
+               **_layer_columns(batch1), "auto_picks": picks, "impl": result.impl, "max_rel_err": result.max_rel_err,
                "ops": " ".join(result.ops), "xnnpack": "yes" if result.delegated else "no", "error": result.error}
         if result.timing is not None:
             row.update(_timing_columns(result.timing, keras, batch1.macs))

@@ -10,6 +10,16 @@ from keras_tconv.ops.phases import AxisPlan, axis_geometry, axis_plan
 
 IMPLEMENTATIONS = ("auto", "split", "unified", "zero_insertion")
 
+# Activations that may run on the phase blocks, with their gradient computed
+# from the activation's output, as TensorFlow's own gradients do. (Sigmoid and
+# softmax are left out on purpose: Keras tags their outputs with the logits so
+# that losses can use them, which a fused op would lose.)
+FUSED_ACTIVATIONS = {
+    None: (tf.identity, lambda y, dy: dy),
+    "relu": (tf.nn.relu, lambda y, dy: tf.raw_ops.ReluGrad(gradients=dy, features=y)),
+    "tanh": (tf.nn.tanh, lambda y, dy: tf.raw_ops.TanhGrad(y=y, dy=dy)),
+}
+
 
 def _pair(value, name: str) -> tuple[int, int]:
     if value is None:
@@ -54,20 +64,31 @@ def _gradient_view_of_cotangent(dy, plan_h: AxisPlan, plan_w: AxisPlan):
     return dy, pads
 
 
-def _with_conv_gradients(forward, plan_h: AxisPlan, plan_w: AxisPlan):
-    """Wrap a lowering so its gradients are the two cheapest single convolutions.
+def _segregated(blocks, plan_h: AxisPlan, plan_w: AxisPlan, activation: str | None):
+    """A segregated lowering as one op whose gradients are single convolutions.
 
-    The input gradient of a transposed convolution is one ordinary strided
-    ``conv2d`` of the cotangent with the original kernel, and the kernel
-    gradient is one ``Conv2DBackpropFilter``: the same two kernels TensorFlow
-    uses for its own Conv2DTranspose, instead of differentiating ``s*s``
-    phase convolutions, gathers and an interleave.
+    Forward: the lowering's phase blocks (bias already fused in), the
+    activation applied to them (it is elementwise, so it commutes with the
+    interleave, and TensorFlow fuses it into the convolution), then the
+    interleave.
+
+    Backward: the activation's gradient from the output (TensorFlow's own
+    ``ReluGrad``/``TanhGrad``), then the input gradient of a transposed
+    convolution, which is one ordinary strided ``conv2d`` of the cotangent
+    with the original kernel, and the kernel gradient, one
+    ``Conv2DBackpropFilter``: the kernels TensorFlow uses for its own
+    Conv2DTranspose, instead of differentiating ``s*s`` phase convolutions,
+    gathers and an interleave.
     """
     strides = [1, plan_h.stride, plan_w.stride, 1]
+    act, act_grad = FUSED_ACTIVATIONS[activation]
 
     @tf.custom_gradient
     def op(x, kernel, *bias):
+        y = lowerings.interleave(act(blocks(x, kernel, bias[0] if bias else None, plan_h, plan_w)), plan_h, plan_w)
+
         def grad(dy):
+            dy = act_grad(y, dy)
             dbias = [tf.reduce_sum(dy, axis=(0, 1, 2))] if bias else []
             dy, pads = _gradient_view_of_cotangent(dy, plan_h, plan_w)
             dx = tf.nn.conv2d(dy, kernel, strides=strides, padding=pads)
@@ -81,7 +102,7 @@ def _with_conv_gradients(forward, plan_h: AxisPlan, plan_w: AxisPlan):
             )
             return [dx, dkernel] + dbias
 
-        return forward(x, kernel, bias[0] if bias else None, plan_h, plan_w), grad
+        return y, grad
 
     return op
 
@@ -96,6 +117,7 @@ def conv2d_transpose(
     dilation_rate=1,
     implementation: str = "auto",
     bias=None,
+    activation: str | None = None,
 ):
     """Exactly ``keras.layers.Conv2DTranspose``'s convolution, without bias.
 
@@ -122,12 +144,19 @@ def conv2d_transpose(
             here rather than adding it afterwards is cheaper: it is added to
             each convolution's output before the interleave, where
             TensorFlow fuses it into the convolution.
+        activation: optional name in :data:`FUSED_ACTIVATIONS` (``"relu"``,
+            ``"tanh"``), applied to the output; likewise cheaper here, where
+            it runs before the interleave, fused into the convolution.
 
     Returns:
         ``(batch, out_h, out_w, filters)`` (or channels first), with Keras's
-        output lengths: ``keras.layers.Conv2DTranspose``'s output before its
-        activation.
+        output lengths: ``keras.layers.Conv2DTranspose``'s output.
     """
+    if activation not in FUSED_ACTIVATIONS:
+        raise ValueError(
+            f"Invalid value for argument `activation`. Expected one of {tuple(FUSED_ACTIVATIONS)}. "
+            f"Received: activation={activation}"
+        )
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(
             f"Invalid value for argument `implementation`. Expected one of {IMPLEMENTATIONS}. "
@@ -161,10 +190,10 @@ def conv2d_transpose(
         implementation = choose_implementation(x.shape, kernel.shape, plan_h, plan_w)
     if bias is not None:
         bias = tf.convert_to_tensor(bias, dtype=x.dtype)
-    forward = lowerings.LOWERINGS[implementation]
     if implementation == "zero_insertion":
         # The baseline keeps the gradients automatic differentiation gives it.
-        y = forward(x, kernel, bias, plan_h, plan_w)
+        y = FUSED_ACTIVATIONS[activation][0](lowerings.zero_insertion(x, kernel, bias, plan_h, plan_w))
     else:
-        y = _with_conv_gradients(forward, plan_h, plan_w)(x, kernel, *([] if bias is None else [bias]))
+        op = _segregated(lowerings.SEGREGATED[implementation], plan_h, plan_w, activation)
+        y = op(x, kernel) if bias is None else op(x, kernel, bias)
     return tf.transpose(y, (0, 3, 1, 2)) if channels_first else y

@@ -2,7 +2,8 @@
 
 Hypothesis draws layer configurations (kernel 1-7 and stride 1-4 per axis plus
 strides 8 and 16, both paddings, output_padding, dilation where Keras allows
-it, batch and spatial sizes down to 1, both data formats) and checks, for
+it, fused and unfused activations, batch and spatial sizes down to 1, both
+data formats) and checks, for
 every implementation, the forward output and the gradients with respect to
 input, kernel and bias against Keras's own layer holding the same weights.
 
@@ -45,6 +46,7 @@ def configs(draw):
         k_eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
         assume(all(k % 2 + op >= 1 for k, op in zip(k_eff, output_padding)))
     return dict(
+        activation=draw(st.sampled_from([None, "relu", "tanh", "sigmoid"])),
         filters=draw(st.integers(1, 3)),
         kernel_size=kernel,
         strides=strides,
