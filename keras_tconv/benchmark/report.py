@@ -198,7 +198,8 @@ def plot_speedups(rows: list[dict], path: Path) -> None:
         ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("speedup vs keras")
         ax.set_title(mode, fontsize=10)
-    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="upper center", ncol=len(impls), fontsize=8)
+    if impls:
+        fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="upper center", ncol=len(impls), fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     fig.savefig(path, dpi=110)
     plt.close(fig)
