@@ -1,0 +1,214 @@
+"""Exported models need no keras_tconv, and TFLite gets convolutions, not TRANSPOSE_CONV.
+
+* SavedModel: ``model.export(path)``; a separate Python process that imports
+  only TensorFlow (keras_tconv is made unimportable there) loads it with
+  ``tf.saved_model.load`` and serves batches of 1 and 3 through
+  ``signatures["serving_default"]``, matching the in-process outputs.
+* TFLite: the exported SavedModel (dynamic batch, and a batch-1 export) is
+  converted with ``tf.lite.TFLiteConverter.from_saved_model``; the
+  ai-edge-litert interpreter's op list must contain no TRANSPOSE_CONV and
+  only ops from ``ALLOWED_OPS`` (what the lowerings produce: convolutions,
+  depth_to_space interleaves, pads, reshapes/transposes, slices, and the
+  shape arithmetic a dynamic batch needs), and its outputs match Keras's.
+  The same architecture built with keras.layers.Conv2DTranspose does produce
+  TRANSPOSE_CONV, so the op check can fail.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+
+from keras_tconv import SegregatedConv2DTranspose
+
+INPUT_SHAPE = (6, 5, 3)
+
+# Observed with TF 2.21 for the model below (auto, split and unified lowerings; batch 1 and dynamic
+# batch). SHAPE/PACK/UNPACK/MUL/STRIDED_SLICE carry the dynamic batch size into reshapes;
+# FULLY_CONNECTED is what the converter makes of a 1x1 (per-phase) convolution at batch 1.
+ALLOWED_OPS = {
+    "CONV_2D",
+    "DEPTH_TO_SPACE",
+    "PAD",
+    "CONCATENATION",
+    "RESHAPE",
+    "TRANSPOSE",
+    "STRIDED_SLICE",
+    "SLICE",
+    "ADD",
+    "RELU",
+    "FULLY_CONNECTED",
+    "SHAPE",
+    "PACK",
+    "UNPACK",
+    "MUL",
+}
+
+
+def _build(layer_cls, **extra):
+    inputs = keras.Input(shape=INPUT_SHAPE, name="image")
+    h = layer_cls(4, 3, strides=2, padding="same", activation="relu", bias_initializer="random_normal", **extra)(inputs)
+    h = layer_cls(3, (2, 3), strides=(2, 1), output_padding=(1, 0), bias_initializer="random_normal", **extra)(h)
+    h = layer_cls(2, 3, strides=3, padding="same", **extra)(h)
+    h = layer_cls(2, 4, strides=2, padding="same", bias_initializer="random_normal", **extra)(h)
+    return keras.Model(inputs, h)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """The model (auto lowering), its inputs and outputs at batch 1 and 3, and its SavedModel."""
+    keras.utils.set_random_seed(1)
+    root = tmp_path_factory.mktemp("export")
+    model = _build(SegregatedConv2DTranspose)
+    rng = np.random.default_rng(1)
+    data = {}
+    for batch in (1, 3):
+        x = rng.standard_normal((batch, *INPUT_SHAPE)).astype("float32")
+        y = np.asarray(model(x))
+        np.save(root / f"x{batch}.npy", x)
+        np.save(root / f"y{batch}.npy", y)
+        data[batch] = (x, y)
+    model.export(str(root / "saved_model"), verbose=False)
+    return types.SimpleNamespace(model=model, root=root, path=str(root / "saved_model"), data=data)
+
+
+# The script run by a plain `python -c`: TensorFlow only; keras_tconv cannot even be imported.
+SERVE_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    class _Block:
+        def find_spec(self, name, path=None, target=None):
+            if name == "keras_tconv" or name.startswith("keras_tconv."):
+                raise ImportError("keras_tconv is blocked in this process")
+            return None
+
+    sys.meta_path.insert(0, _Block())
+    try:
+        import keras_tconv  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("blocker failed")
+
+    import numpy as np
+    import tensorflow as tf
+
+    root = sys.argv[1]
+    loaded = tf.saved_model.load(root + "/saved_model")
+    serve = loaded.signatures["serving_default"]
+    (name, spec), = serve.structured_input_signature[1].items()
+    assert spec.shape.as_list() == [None, 6, 5, 3], spec
+    for batch in (1, 3):
+        x = np.load(f"{root}/x{batch}.npy")
+        expected = np.load(f"{root}/y{batch}.npy")
+        outputs = serve(**{name: tf.constant(x)})
+        (y,) = outputs.values()
+        assert y.shape == expected.shape, (y.shape, expected.shape)
+        np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5, atol=1e-5)
+        # The comparison can fail: slightly perturbed expectations are rejected.
+        try:
+            np.testing.assert_allclose(y.numpy(), expected + 1e-3, rtol=1e-5, atol=1e-5)
+        except AssertionError:
+            pass
+        else:
+            raise SystemExit("comparison accepted wrong outputs")
+    assert "keras_tconv" not in sys.modules
+    assert not any(m.startswith("keras_tconv") for m in sys.modules)
+    print("SERVED-OK", name, sorted(outputs))
+    """
+)
+
+
+@pytest.mark.slow
+def test_saved_model_serves_in_plain_tensorflow_process(exported):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", SERVE_SCRIPT, str(exported.root)],
+        cwd=exported.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "SERVED-OK image" in result.stdout
+
+
+# --------------------------------------------------------------------------- TFLite
+
+
+def _tflite(saved_model_path):
+    return tf.lite.TFLiteConverter.from_saved_model(saved_model_path).convert()
+
+
+def _op_names(flatbuffer):
+    return [op["op_name"] for op in Interpreter(model_content=flatbuffer)._get_ops_details()]
+
+
+def _run_tflite(flatbuffer, x):
+    interpreter = Interpreter(model_content=flatbuffer)
+    (inp,) = interpreter.get_input_details()
+    if tuple(inp["shape"]) != x.shape:
+        interpreter.resize_tensor_input(inp["index"], x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], x)
+    interpreter.invoke()
+    (out,) = interpreter.get_output_details()
+    return interpreter.get_tensor(out["index"])
+
+
+def _check_ops(ops):
+    assert "TRANSPOSE_CONV" not in ops
+    assert "CONV_2D" in ops or "FULLY_CONNECTED" in ops
+    unexpected = set(ops) - ALLOWED_OPS
+    assert not unexpected, f"unexpected TFLite ops {sorted(unexpected)}; all ops: {sorted(set(ops))}"
+
+
+def test_tflite_dynamic_batch(exported):
+    flatbuffer = _tflite(exported.path)
+    ops = _op_names(flatbuffer)
+    print("TFLite ops (dynamic batch):", sorted(set(ops)))
+    _check_ops(ops)
+    for batch, (x, y) in exported.data.items():
+        np.testing.assert_allclose(_run_tflite(flatbuffer, x), y, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("implementation", ["split", "unified"])  # "auto" mixes them; dynamic test uses it
+def test_tflite_batch_one(exported, implementation, tmp_path):
+    model = _build(SegregatedConv2DTranspose, implementation=implementation)
+    model.set_weights(exported.model.get_weights())
+    path = str(tmp_path / "b1")
+    model.export(path, verbose=False, input_signature=[tf.TensorSpec((1, *INPUT_SHAPE), tf.float32, name="image")])
+    flatbuffer = _tflite(path)
+    ops = _op_names(flatbuffer)
+    print(f"TFLite ops (batch 1, {implementation}):", sorted(set(ops)))
+    _check_ops(ops)
+    assert "SHAPE" not in ops  # a static batch needs no shape arithmetic
+    x, y = exported.data[1]
+    np.testing.assert_allclose(_run_tflite(flatbuffer, x), y, rtol=1e-4, atol=1e-4)
+
+
+def test_keras_conv2d_transpose_does_produce_transpose_conv(exported, tmp_path):
+    """The op check can fail: the same model with Keras's layer lowers to TRANSPOSE_CONV."""
+    model = _build(keras.layers.Conv2DTranspose)
+    model.set_weights(exported.model.get_weights())
+    x, y = exported.data[1]
+    np.testing.assert_allclose(np.asarray(model(x)), y, rtol=1e-5, atol=1e-5)
+    path = str(tmp_path / "keras_b1")
+    model.export(path, verbose=False, input_signature=[tf.TensorSpec((1, *INPUT_SHAPE), tf.float32, name="image")])
+    flatbuffer = _tflite(path)
+    ops = _op_names(flatbuffer)
+    assert ops.count("TRANSPOSE_CONV") == 4
+    with pytest.raises(AssertionError):
+        _check_ops(ops)
+    np.testing.assert_allclose(_run_tflite(flatbuffer, x), y, rtol=1e-4, atol=1e-4)
