@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--impls", type=_implementations, default=IMPLEMENTATIONS, metavar="LIST",
                         help=f"comma-separated subset of {','.join(IMPLEMENTATIONS)} (default all; keras always runs)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--out", type=Path, default=Path("bench_results"), help="output directory (default bench_results)")
+    parser.add_argument("--out", type=Path, default=Path("bench_results"),
+                        help="output directory (default bench_results)")
     parser.add_argument("--shapes", default="", metavar="NAMES", help="comma-separated shape names of the suite to run")
     parser.add_argument("--rounds", type=int, default=15, help="timed samples per implementation (default 15)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per implementation (default 3)")
@@ -88,7 +89,8 @@ def _header(args: argparse.Namespace, argv: list[str], started: datetime.datetim
     return [
         f"- command: `python -m keras_tconv.benchmark {shlex.join(argv)}`",
         f"- started {started:%Y-%m-%d %H:%M:%S}, took {seconds:.0f} s",
-        f"- device: {device}; TensorFlow {tf.__version__}, Keras {keras.__version__}, Python {platform.python_version()}, float32",
+        f"- device: {device}; TensorFlow {tf.__version__}, Keras {keras.__version__}, "
+        f"Python {platform.python_version()}, float32",
         f"- method: per shape and mode, all implementations and the dense-conv ceiling timed interleaved in one "
         f"process after {args.warmup} warm-up calls; {args.rounds} rounds in rotating order; a sample repeats "
         f"the call for at least {args.min_sample_ms:g} ms; time = median per call. speedup = keras time / impl "

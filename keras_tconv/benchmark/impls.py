@@ -61,13 +61,9 @@ class Case:
 
     ``run[name]()`` executes one step of implementation ``name`` (or of
     :data:`CEILING`) and returns its outputs: ``functions[name](*args[name])``.
-    ``layers`` holds the implementations' layers.
     """
 
-    shape: Shape
-    mode: str
     run: dict[str, Callable[[], object]]
-    layers: dict[str, keras.layers.Layer]
     functions: dict[str, tf.types.experimental.GenericFunction]
     args: dict[str, tuple]
 
@@ -132,7 +128,8 @@ def build_case(shape: Shape, mode: str, impls: tuple[str, ...], device: str, see
         if mode == "train":
             # One cotangent shared by all implementations, so their gradients compare.
             cotangent = tf.constant(rng.standard_normal(output_shape(shape), dtype=np.float32))
-            ceiling_cotangent = tf.constant(rng.standard_normal((*shape.input_shape[:3], shape.filters), dtype=np.float32))
+            ceiling_out = (*shape.input_shape[:3], shape.filters)
+            ceiling_cotangent = tf.constant(rng.standard_normal(ceiling_out, dtype=np.float32))
             args = {name: (x, ceiling_cotangent if name == CEILING else cotangent) for name in calls}
         run, functions = {}, {}
         for name, (call, variables) in calls.items():
@@ -140,7 +137,7 @@ def build_case(shape: Shape, mode: str, impls: tuple[str, ...], device: str, see
             function.get_concrete_function(*args[name])
             functions[name] = function
             run[name] = _bind(function, args[name])
-    return Case(shape=shape, mode=mode, run=run, layers=layers, functions=functions, args=args)
+    return Case(run=run, functions=functions, args=args)
 
 
 def _bind(function: Callable, args: tuple) -> Callable[[], object]:

@@ -77,7 +77,9 @@ def auto_picks(signatures: dict) -> str:
     internal rule, so it stays right whatever that rule becomes.
     """
     auto = signatures.get("auto")
-    return next((impl for impl, ops in signatures.items() if impl != "auto" and auto is not None and ops == auto), "")
+    if auto is None:
+        return ""
+    return next((impl for impl, ops in signatures.items() if impl != "auto" and ops == auto), "")
 
 
 def _timing_columns(timing: Timing, keras: Timing, macs: int) -> dict:
@@ -104,13 +106,15 @@ def time_shape(shape: Shape, mode: str, options: Options, device: str, cpu_peaks
     peaks = {impl: cpu_peaks[(shape.name, mode, impl)] for impl in options.implementations
              if (shape.name, mode, impl) in cpu_peaks}
     if options.memory and device.startswith("/GPU"):
-        peaks = {impl: memory.gpu_peak_bytes(case.run[impl], sync, device.strip("/")) for impl in options.implementations}
+        peaks = {impl: memory.gpu_peak_bytes(case.run[impl], sync, device.strip("/"))
+                 for impl in options.implementations}
     # The training step does three products of the forward's size: forward, input and kernel gradients.
     macs = shape.macs * (3 if mode == "train" else 1)
     ceiling = timings[impls.CEILING]
     picks = auto_picks({impl: case.op_types(impl) for impl in options.implementations})
     common = {"suite": options.suite, "device": options.device, "mode": mode, **_layer_columns(shape),
-              "auto_picks": picks, "ceiling_ms": ceiling.median_s * 1e3, "ceiling_gflops": 2 * macs / ceiling.median_s / 1e9}
+              "auto_picks": picks, "ceiling_ms": ceiling.median_s * 1e3,
+              "ceiling_gflops": 2 * macs / ceiling.median_s / 1e9}
     rows = []
     for impl in options.implementations:
         rows.append({
@@ -132,8 +136,9 @@ def tflite_rows(shape: Shape, options: Options) -> list[dict]:
     rows = []
     for result in results:
         row = {"suite": options.suite, "device": f"litert-xnnpack-{options.tflite_threads}t", "mode": "tflite",
-               **_layer_columns(batch1), "auto_picks": picks, "impl": result.impl, "max_rel_err": result.max_rel_err,
-               "ops": " ".join(result.ops), "xnnpack": "yes" if result.delegated else "no", "error": result.error}
+               **_layer_columns(batch1), "auto_picks": picks, "impl": result.impl,
+               "max_rel_err": result.max_rel_err, "ops": " ".join(result.ops),
+               "xnnpack": "yes" if result.delegated else "no", "error": result.error}
         if result.timing is not None:
             row.update(_timing_columns(result.timing, keras, batch1.macs))
         rows.append(row)
@@ -154,7 +159,8 @@ def plan(shapes: tuple[Shape, ...], options: Options) -> list[tuple[str, Callabl
         steps.append(("memory (subprocesses)", measure_memory))
     for shape in shapes:
         for mode in options.modes:
-            steps.append((f"{shape.name} {mode}", functools.partial(time_shape, shape, mode, options, device, cpu_peaks)))
+            step = functools.partial(time_shape, shape, mode, options, device, cpu_peaks)
+            steps.append((f"{shape.name} {mode}", step))
     if options.tflite:
         for shape in shapes:
             steps.append((f"{shape.name} tflite", functools.partial(tflite_rows, shape, options)))

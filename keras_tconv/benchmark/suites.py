@@ -109,7 +109,8 @@ MODELS = (
     # Image autoencoders.
     Shape("vae_mnist_7to14", "Keras VAE example decoder 7->14", 128, 7, 7, 64, 64, _square(3)),
     Shape("vae_mnist_14to28", "Keras VAE example decoder 14->28", 128, 14, 14, 64, 32, _square(3)),
-    Shape("ae_mnist_3to7", "MNIST conv autoencoder decoder 3->7 (valid)", 128, 3, 3, 128, 64, _square(3), padding="valid"),
+    Shape("ae_mnist_3to7", "MNIST conv autoencoder decoder 3->7 (valid)", 128, 3, 3, 128, 64, _square(3),
+          padding="valid"),
     Shape("ae_cifar_16to32", "CIFAR-10 conv autoencoder decoder 16->32", 64, 16, 16, 64, 32, _square(3)),
     # Super-resolution upsamplers.
     Shape("lapsrn_32to64", "LapSRN feature upsampler (4x4 deconv, 64 ch)", 16, 32, 32, 64, 64, _square(4)),

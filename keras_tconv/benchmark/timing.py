@@ -7,12 +7,13 @@ other load) spread evenly over the candidates instead of favouring whichever
 ran first. A sample is ``calls`` back-to-back calls, with ``calls`` chosen
 per candidate after warm-up so that one sample lasts at least
 ``min_sample_s``; a candidate's time is the median over rounds of
-sample time / calls.
+sample time / calls. Python's garbage collector is off while samples run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import statistics
 import time
@@ -75,9 +76,15 @@ def measure(
         one_call = min(_time_sample(call, sync, 1) for _ in range(3))
         calls[name] = int(min(max_calls, max(1, math.ceil(min_sample_s / max(one_call, 1e-9)))))
     samples: dict[str, list[float]] = {name: [] for name in names}
-    for round_index in range(max(1, rounds)):
-        for name in rotation(names, round_index):
-            samples[name].append(_time_sample(candidates[name], sync, calls[name]))
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # as timeit does: a collection inside one sample would bill one candidate for all
+    try:
+        for round_index in range(max(1, rounds)):
+            for name in rotation(names, round_index):
+                samples[name].append(_time_sample(candidates[name], sync, calls[name]))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     timings = {}
     for name, values in samples.items():
         q1, q3 = np.percentile(values, [25, 75])
