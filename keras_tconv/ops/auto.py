@@ -1,24 +1,36 @@
-"""The rule ``implementation="auto"`` uses to pick a lowering per layer shape."""
+"""The rule ``implementation="auto"`` uses to pick a lowering per layer shape.
+
+Measured on a 2-core AVX-512 CPU with TensorFlow 2.21 (Eigen kernels; see the
+README's Performance section, produced by ``python -m keras_tconv.benchmark``):
+
+* When every stride divides its kernel size (k=2 or 4 with s=2, k=3 with
+  s=3, ...), stacking the sub-kernels wastes no multiplication and the single
+  wide convolution ("unified") is the fastest lowering: it was the faster of
+  the two on every such layer but DCGAN's first (4x4 input, where both beat
+  Keras by 3-4x).
+* Otherwise the stacked kernel carries zero taps (16 slots for 9 taps at
+  k=3, s=2). With 16 or more filters the exact per-phase convolutions
+  ("split") are then faster; with fewer, each phase convolution has too few
+  output channels to run efficiently and "unified" wins.
+"""
 
 from __future__ import annotations
 
+from keras_tconv.ops.lowerings import stacked_window
 from keras_tconv.ops.phases import AxisPlan
+
+MIN_FILTERS_FOR_SPLIT = 16
 
 
 def stacked_waste(plan_h: AxisPlan, plan_w: AxisPlan) -> float:
     """Multiplications of the stacked ("unified") kernel per useful one."""
-    useful = taps = 1
-    for plan in (plan_h, plan_w):
-        low, high = plan.union_offsets
-        window = high - low + 1
-        taps *= window * plan.stride
-        useful *= plan.geometry.kernel_size
-    return taps / useful
+    window_h, window_w = stacked_window(plan_h, plan_w)
+    slots = window_h * window_w * plan_h.stride * plan_w.stride
+    return slots / (plan_h.geometry.kernel_size * plan_w.geometry.kernel_size)
 
 
-def choose_implementation(input_shape, kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan) -> str:
-    """Pick "split" or "unified" from static shapes.
-
-    Provisional rule: unified when stacking wastes no multiplications.
-    """
-    return "unified" if stacked_waste(plan_h, plan_w) <= 1.0 else "split"
+def choose_implementation(kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan) -> str:
+    """"unified" or "split" for a kernel ``(kh, kw, filters, in_channels)``."""
+    if stacked_waste(plan_h, plan_w) <= 1.0:
+        return "unified"
+    return "split" if kernel_shape[2] >= MIN_FILTERS_FOR_SPLIT else "unified"

@@ -64,28 +64,37 @@ def _gradient_view_of_cotangent(dy, plan_h: AxisPlan, plan_w: AxisPlan):
     return dy, pads
 
 
-def _segregated(blocks, plan_h: AxisPlan, plan_w: AxisPlan, activation: str | None):
-    """A segregated lowering as one op whose gradients are single convolutions.
+def _segregated(implementation: str, plan_h: AxisPlan, plan_w: AxisPlan, activation: str | None):
+    """A segregated lowering as one op ``(x, kernel[, bias]) -> y``.
 
     Forward: the lowering's phase blocks (bias already fused in), the
     activation applied to them (it is elementwise, so it commutes with the
     interleave, and TensorFlow fuses it into the convolution), then the
     interleave.
 
-    Backward: the activation's gradient from the output (TensorFlow's own
-    ``ReluGrad``/``TanhGrad``), then the input gradient of a transposed
-    convolution, which is one ordinary strided ``conv2d`` of the cotangent
-    with the original kernel, and the kernel gradient, one
-    ``Conv2DBackpropFilter``: the kernels TensorFlow uses for its own
-    Conv2DTranspose, instead of differentiating ``s*s`` phase convolutions,
-    gathers and an interleave.
+    Backward: when the stacked window is 1x1 the forward pass is one matrix
+    product and automatic differentiation yields two more, the cheapest
+    gradients there are. Otherwise differentiating ``s*s`` phase
+    convolutions, gathers and an interleave costs more than the two single
+    convolutions TensorFlow uses for its own Conv2DTranspose, so a custom
+    gradient runs those: the activation's gradient from the output
+    (TensorFlow's own ``ReluGrad``/``TanhGrad``), the input gradient, which
+    is one ordinary strided ``conv2d`` of the cotangent with the original
+    kernel, and the kernel gradient, one ``Conv2DBackpropFilter``.
     """
+    blocks = lowerings.SEGREGATED[implementation]
     strides = [1, plan_h.stride, plan_w.stride, 1]
     act, act_grad = FUSED_ACTIVATIONS[activation]
 
+    def forward(x, kernel, *bias):
+        return lowerings.interleave(act(blocks(x, kernel, bias[0] if bias else None, plan_h, plan_w)), plan_h, plan_w)
+
+    if implementation == "unified" and lowerings.stacked_window(plan_h, plan_w) == (1, 1):
+        return forward
+
     @tf.custom_gradient
     def op(x, kernel, *bias):
-        y = lowerings.interleave(act(blocks(x, kernel, bias[0] if bias else None, plan_h, plan_w)), plan_h, plan_w)
+        y = forward(x, kernel, *bias)
 
         def grad(dy):
             dy = act_grad(y, dy)
@@ -187,13 +196,13 @@ def conv2d_transpose(
         kernel = lowerings.dilate_kernel(kernel, *dilation_rate)
     plan_h, plan_w = plan_axes(kernel.shape, strides, padding, output_padding)
     if implementation == "auto":
-        implementation = choose_implementation(x.shape, kernel.shape, plan_h, plan_w)
+        implementation = choose_implementation(kernel.shape, plan_h, plan_w)
     if bias is not None:
         bias = tf.convert_to_tensor(bias, dtype=x.dtype)
     if implementation == "zero_insertion":
         # The baseline keeps the gradients automatic differentiation gives it.
         y = FUSED_ACTIVATIONS[activation][0](lowerings.zero_insertion(x, kernel, bias, plan_h, plan_w))
     else:
-        op = _segregated(lowerings.SEGREGATED[implementation], plan_h, plan_w, activation)
+        op = _segregated(implementation, plan_h, plan_w, activation)
         y = op(x, kernel) if bias is None else op(x, kernel, bias)
     return tf.transpose(y, (0, 3, 1, 2)) if channels_first else y

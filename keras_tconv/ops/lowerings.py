@@ -134,6 +134,11 @@ def _union_window(plan: AxisPlan) -> tuple[int, int]:
     return low, high - low + 1
 
 
+def stacked_window(plan_h: AxisPlan, plan_w: AxisPlan) -> tuple[int, int]:
+    """Height and width of the ``unified`` lowering's stacked kernel."""
+    return _union_window(plan_h)[1], _union_window(plan_w)[1]
+
+
 def unified(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     """A single ``tf.nn.conv2d`` whose kernel stacks every phase's sub-kernel.
 
