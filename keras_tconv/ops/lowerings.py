@@ -37,15 +37,14 @@ def _padded_conv(x, filters, bias, pads_h, pads_w):
     (bh, ah), (bw, aw) = pads_h, pads_w
     if min(bh, ah, bw, aw) < 0:
         x = x[:, max(-bh, 0) : _stop(-ah), max(-bw, 0) : _stop(-aw), :]
-        bh, ah, bw, aw = max(bh, 0), max(ah, 0), max(bw, 0), max(aw, 0)
-    padded = bool(bh or ah or bw or aw)
+    pads = [[0, 0], [max(bh, 0), max(ah, 0)], [max(bw, 0), max(aw, 0)], [0, 0]]
+    padded = any(pads[1] + pads[2])
     if filters.shape[:2] == (1, 1) and not padded:
         channels, outputs = filters.shape[2:]
         z = tf.matmul(tf.reshape(x, (-1, channels)), tf.reshape(filters, (channels, outputs)))
         z = z if bias is None else tf.nn.bias_add(z, bias)
         return tf.reshape(z, tf.concat([tf.shape(x)[:3], [outputs]], axis=0))
-    padding = [[0, 0], [bh, ah], [bw, aw], [0, 0]] if padded else "VALID"
-    z = tf.nn.conv2d(x, filters, strides=1, padding=padding)
+    z = tf.nn.conv2d(x, filters, strides=1, padding=pads if padded else "VALID")
     return z if bias is None else tf.nn.bias_add(z, bias)
 
 
@@ -82,14 +81,17 @@ def interleave(z, plan_h: AxisPlan, plan_w: AxisPlan):
         y = tf.reshape(z, tf.stack([batch, mh, mw, sh, sw, filters]))
         y = tf.transpose(y, (0, 1, 3, 2, 4, 5))
         y = tf.reshape(y, tf.stack([batch, mh * sh, mw * sw, filters]))
-    tails = []
-    for plan in (plan_h, plan_w):
-        g = plan.geometry
-        # s*M - (O + delta), static because M - N and O - N*s are.
-        tails.append(g.stride * plan.extra_blocks - g.extra - plan.shift)
-    if plan_h.shift or plan_w.shift or any(tails):
-        y = y[:, plan_h.shift : _stop(tails[0]), plan_w.shift : _stop(tails[1]), :]
+    (lead_h, tail_h), (lead_w, tail_w) = _margins(plan_h), _margins(plan_w)
+    if lead_h or tail_h or lead_w or tail_w:
+        y = y[:, lead_h : _stop(tail_h), lead_w : _stop(tail_w), :]
     return y
+
+
+def _margins(plan: AxisPlan) -> tuple[int, int]:
+    """Interleaved positions before and after the output: ``delta`` and
+    ``s*M - (O + delta)``, static because ``M - N`` and ``O - N*s`` are."""
+    g = plan.geometry
+    return plan.shift, g.stride * plan.extra_blocks - g.extra - plan.shift
 
 
 def _phase_index(ph: Phase, pw: Phase, kw: int) -> np.ndarray:
@@ -139,6 +141,21 @@ def stacked_window(plan_h: AxisPlan, plan_w: AxisPlan) -> tuple[int, int]:
     return _union_window(plan_h)[1], _union_window(plan_w)[1]
 
 
+def _stacked_index(kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan) -> np.ndarray:
+    """Flat tap index (or -1) of every slot of the stacked kernel,
+    shaped ``(window_h, window_w, sh*sw)``."""
+    kw = kernel_shape[1]
+    (low_h, size_h), (low_w, size_w) = _union_window(plan_h), _union_window(plan_w)
+    sw = plan_w.stride
+    index = np.full((size_h, size_w, plan_h.stride * sw), -1, dtype=np.int64)
+    for qh, ph in enumerate(plan_h.phases):
+        for qw, pw in enumerate(plan_w.phases):
+            for th, eh in zip(ph.taps, ph.offsets):
+                for tw, ew in zip(pw.taps, pw.offsets):
+                    index[eh - low_h, ew - low_w, qh * sw + qw] = th * kw + tw
+    return index
+
+
 def unified(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     """A single ``tf.nn.conv2d`` whose kernel stacks every phase's sub-kernel.
 
@@ -149,23 +166,16 @@ def unified(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     ``ceil(k/s)`` wide, so no tap is wasted when the stride divides the
     kernel size; otherwise the zero taps cost extra multiplications.
     """
-    kh, kw, filters, channels = kernel.shape
-    low_h, size_h = _union_window(plan_h)
-    low_w, size_w = _union_window(plan_w)
-    sh, sw = plan_h.stride, plan_w.stride
-    index = np.full((size_h, size_w, sh * sw), -1, dtype=np.int64)
-    for qh, ph in enumerate(plan_h.phases):
-        for qw, pw in enumerate(plan_w.phases):
-            for th, eh in zip(ph.taps, ph.offsets):
-                for tw, ew in zip(pw.taps, pw.offsets):
-                    index[eh - low_h, ew - low_w, qh * sw + qw] = th * kw + tw
-    stacked = _gather_taps(_conv_taps(kernel), index)  # (size_h, size_w, sh*sw, C, F)
-    stacked = tf.reshape(
-        tf.transpose(stacked, (0, 1, 3, 2, 4)), (size_h, size_w, channels, sh * sw * filters)
-    )
+    _, _, filters, channels = kernel.shape
+    index = _stacked_index(kernel.shape, plan_h, plan_w)
+    size_h, size_w, phases = index.shape
+    stacked = _gather_taps(_conv_taps(kernel), index)  # (size_h, size_w, phases, C, F)
+    stacked = tf.reshape(tf.transpose(stacked, (0, 1, 3, 2, 4)), (size_h, size_w, channels, phases * filters))
     if bias is not None:
-        bias = tf.tile(bias, [sh * sw])
-    return _padded_conv(x, stacked, bias, plan_h.window_padding(low_h, size_h), plan_w.window_padding(low_w, size_w))
+        bias = tf.tile(bias, [phases])
+    return _padded_conv(
+        x, stacked, bias, plan_h.window_padding(*_union_window(plan_h)), plan_w.window_padding(*_union_window(plan_w))
+    )
 
 
 def _zero_insert(x, sh: int, sw: int):
