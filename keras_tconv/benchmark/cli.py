@@ -41,7 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="forward, train (forward + gradients of input, kernel and bias), or both (default)")
     parser.add_argument("--impls", type=_implementations, default=IMPLEMENTATIONS, metavar="LIST",
                         help=f"comma-separated subset of {','.join(IMPLEMENTATIONS)} (default all; keras always runs)")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="cpu (default) or gpu: the first GPU TensorFlow sees (an error if there is none)")
     parser.add_argument("--out", type=Path, default=Path("bench_results"),
                         help="output directory (default bench_results)")
     parser.add_argument("--shapes", default="", metavar="NAMES", help="comma-separated shape names of the suite to run")
