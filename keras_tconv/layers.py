@@ -128,3 +128,11 @@ class SegregatedConv2DTranspose(keras.layers.Conv2DTranspose):
         config = super().get_config()
         config["implementation"] = self.implementation
         return config
+
+
+# Keras's weight files (`.weights.h5`, and the weights inside `.keras`) file each
+# layer's variables under its class name. Reporting Keras's class name keeps those
+# checkpoints interchangeable between the two classes (auto-generated layer names
+# follow suit); serialization still records the registered name
+# "keras_tconv>SegregatedConv2DTranspose", so saved models load this class.
+SegregatedConv2DTranspose.__name__ = "Conv2DTranspose"

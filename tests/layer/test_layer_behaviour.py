@@ -252,12 +252,6 @@ def test_keras_file_save_and_safe_load(tmp_path, implementation, rng):
     np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(expected))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,  # "Layer 'up1' expected 2 variables, but received 0 variables during loading"
-    reason="library bug: .weights.h5 groups a layer's variables under its class's snake-case name "
-    "(layers/conv2d_transpose vs layers/segregated_conv2d_transpose), so the files do not interchange",
-)
 @pytest.mark.parametrize("direction", ["keras_to_ours", "ours_to_keras"])
 def test_weights_h5_between_classes(tmp_path, direction, rng):
     source_cls, target_cls = keras.layers.Conv2DTranspose, SegregatedConv2DTranspose
