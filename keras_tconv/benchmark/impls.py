@@ -44,6 +44,8 @@ def make_layer(shape: Shape, impl: str) -> keras.layers.Conv2DTranspose:
         strides=shape.strides,
         padding=shape.padding,
         output_padding=shape.output_padding,
+        activation=shape.activation,
+        use_bias=shape.use_bias,
     )
     if impl == "keras":
         return keras.layers.Conv2DTranspose(**config)
@@ -74,7 +76,7 @@ class Case:
 
 
 def build_layers(shape: Shape, impls: tuple[str, ...], seed: int) -> dict[str, keras.layers.Layer]:
-    """Built layers of ``impls``, all holding the same random kernel and bias."""
+    """Built layers of ``impls``, all holding the same random kernel (and bias)."""
     rng = np.random.default_rng(seed)
     kernel = rng.standard_normal((*shape.kernel, shape.filters, shape.in_channels), dtype=np.float32)
     kernel *= 1.0 / np.sqrt(np.prod(shape.kernel) * shape.in_channels)
@@ -83,7 +85,7 @@ def build_layers(shape: Shape, impls: tuple[str, ...], seed: int) -> dict[str, k
     for impl in impls:
         layer = make_layer(shape, impl)
         layer.build(shape.input_shape)
-        layer.set_weights([kernel, bias])
+        layer.set_weights([kernel, bias] if shape.use_bias else [kernel])
         layers[impl] = layer
     return layers
 

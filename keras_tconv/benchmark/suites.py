@@ -27,6 +27,10 @@ class Shape:
         strides: ``(sh, sw)``.
         padding: ``"same"`` or ``"valid"``.
         output_padding: ``None`` or ``(ph, pw)``, as in Keras.
+        activation: the layer's own ``activation`` in its source model
+            (``None`` where the model normalises or activates in a separate
+            layer), so that what is timed is the layer as that model runs it.
+        use_bias: likewise the layer's own ``use_bias``.
     """
 
     name: str
@@ -40,6 +44,8 @@ class Shape:
     strides: tuple[int, int] = (2, 2)
     padding: str = "same"
     output_padding: tuple[int, int] | None = None
+    activation: str | None = None
+    use_bias: bool = True
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -69,6 +75,8 @@ class Shape:
         )
         if self.output_padding is not None:
             text += f" op{_square_or_pair(self.output_padding)}"
+        if self.activation is not None:
+            text += f" {self.activation}"
         return text
 
 
@@ -94,27 +102,33 @@ PAPER = (
 
 MODELS = (
     # DCGAN generator (Radford et al. 2015; PyTorch reference: k4 s2 p1 == Keras "same"), batch 64.
+    # Its hidden layers are followed by BatchNorm, then ReLU: no activation in the layer itself.
     Shape("dcgan_4to8", "DCGAN generator 4->8 (ngf*8 -> ngf*4)", 64, 4, 4, 512, 256, _square(4)),
     Shape("dcgan_8to16", "DCGAN generator 8->16", 64, 8, 8, 256, 128, _square(4)),
     Shape("dcgan_16to32", "DCGAN generator 16->32", 64, 16, 16, 128, 64, _square(4)),
-    Shape("dcgan_32to64", "DCGAN generator 32->64 (to RGB)", 64, 32, 32, 64, 3, _square(4)),
-    # TensorFlow's DCGAN tutorial (MNIST), batch 256.
-    Shape("tfdcgan_7to14", "TF DCGAN tutorial generator 7->14", 256, 7, 7, 128, 64, _square(5)),
-    Shape("tfdcgan_14to28", "TF DCGAN tutorial generator 14->28 (to 1 channel)", 256, 14, 14, 64, 1, _square(5)),
+    Shape("dcgan_32to64", "DCGAN generator 32->64 (to RGB)", 64, 32, 32, 64, 3, _square(4), activation="tanh"),
+    # TensorFlow's DCGAN tutorial (MNIST), batch 256; its layers have use_bias=False.
+    Shape("tfdcgan_7to14", "TF DCGAN tutorial generator 7->14", 256, 7, 7, 128, 64, _square(5), use_bias=False),
+    Shape(
+        "tfdcgan_14to28", "TF DCGAN tutorial generator 14->28 (to 1 channel)", 256, 14, 14, 64, 1, _square(5),
+        activation="tanh", use_bias=False,
+    ),
     # U-Net decoder up-convolutions (2x2, stride 2), 256x256 inputs, 32 base filters, batch 4.
     Shape("unet_up16", "U-Net decoder up-conv 16->32", 4, 16, 16, 512, 256, _square(2)),
     Shape("unet_up32", "U-Net decoder up-conv 32->64", 4, 32, 32, 256, 128, _square(2)),
     Shape("unet_up64", "U-Net decoder up-conv 64->128", 4, 64, 64, 128, 64, _square(2)),
     Shape("unet_up128", "U-Net decoder up-conv 128->256", 4, 128, 128, 64, 32, _square(2)),
     # Image autoencoders.
-    Shape("vae_mnist_7to14", "Keras VAE example decoder 7->14", 128, 7, 7, 64, 64, _square(3)),
-    Shape("vae_mnist_14to28", "Keras VAE example decoder 14->28", 128, 14, 14, 64, 32, _square(3)),
+    Shape("vae_mnist_7to14", "Keras VAE example decoder 7->14", 128, 7, 7, 64, 64, _square(3), activation="relu"),
+    Shape("vae_mnist_14to28", "Keras VAE example decoder 14->28", 128, 14, 14, 64, 32, _square(3), activation="relu"),
     Shape("ae_mnist_3to7", "MNIST conv autoencoder decoder 3->7 (valid)", 128, 3, 3, 128, 64, _square(3),
-          padding="valid"),
-    Shape("ae_cifar_16to32", "CIFAR-10 conv autoencoder decoder 16->32", 64, 16, 16, 64, 32, _square(3)),
+          padding="valid", activation="relu"),
+    Shape("ae_cifar_16to32", "CIFAR-10 conv autoencoder decoder 16->32", 64, 16, 16, 64, 32, _square(3),
+          activation="relu"),
     # Super-resolution upsamplers.
     Shape("lapsrn_32to64", "LapSRN feature upsampler (4x4 deconv, 64 ch)", 16, 32, 32, 64, 64, _square(4)),
-    Shape("srdensenet_32to64", "SRDenseNet deconvolution layer (3x3, 256 ch)", 4, 32, 32, 256, 256, _square(3)),
+    Shape("srdensenet_32to64", "SRDenseNet deconvolution layer (3x3, 256 ch)", 4, 32, 32, 256, 256, _square(3),
+          activation="relu"),
 )
 
 QUICK = (
