@@ -9,7 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from train.config import TrainConfig
+from train.config import ConfigValueError, TrainConfig
 from train.data import autoencoder_batches, load_image_splits
 from train.devices import make_strategy, select_device
 from train.export import save_model
@@ -22,6 +22,19 @@ from train.training import compile_model, fit_model
 log = logging.getLogger(__name__)
 
 
+def require_even_split(batch_size: int, replicas: int) -> None:
+    """Checks that every replica gets the same share of a full batch.
+
+    Keras's first-batch shape probe under a distribution strategy (``fit``'s
+    validation and ``evaluate``) fails on a batch that splits unevenly.
+    """
+    if batch_size % replicas:
+        raise ConfigValueError(
+            f"data.batch_size={batch_size} is invalid: allowed values are multiples of {replicas}, "
+            f"the number of replicas of distribute=mirrored"
+        )
+
+
 def run_job(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
     """Trains the configured autoencoder and writes the run directory.
 
@@ -32,8 +45,9 @@ def run_job(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
     device = select_device(config.device.kind)
     strategy = make_strategy(config.distribute.strategy)
     log.info("Device: %s, %d replica(s)", device, strategy.num_replicas_in_sync)
-
     data = config.data
+    require_even_split(data.batch_size, strategy.num_replicas_in_sync)
+
     splits = load_image_splits(data, config.trainer.seed)
     log.info("Data: %s", splits.source)
     train_batches = autoencoder_batches(

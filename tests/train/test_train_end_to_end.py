@@ -1,0 +1,111 @@
+"""End-to-end runs of ``python -m train`` in subprocesses: MNIST and
+tf_flowers through ``tfds.testing.mock_data``, and an image folder with a
+corrupt file trained with ``distribute=mirrored`` on two logical CPUs. Each
+run is checked for the run-directory contract and a falling loss on an easy
+problem; their exports are served by a process that never imports the
+project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from train_helpers import FAST_TRAINER, check_exports_serve, check_run_dir, run_training
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def mnist_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("mnist") / "run"
+    run_training(
+        "data.batch_size=16",
+        "layer=segregated",
+        "layer.implementation=split",
+        *FAST_TRAINER,
+        f"hydra.run.dir={run_dir}",
+        cwd=run_dir.parent,
+        tfds="mock",
+    )
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def flowers_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("flowers") / "run"
+    run_training(
+        "data=flowers",
+        "model=flowers_autoencoder",
+        "data.image_size=32",
+        "data.batch_size=8",
+        "layer.implementation=unified",
+        *FAST_TRAINER,
+        f"hydra.run.dir={run_dir}",
+        cwd=run_dir.parent,
+        tfds="mock",
+    )
+    return run_dir
+
+
+def write_image_folder(root: Path) -> None:
+    """Two classes of six dark gradient PNGs of assorted sizes (easy to
+    reconstruct), one corrupt PNG, and a file that is not an image."""
+    rng = np.random.default_rng(0)
+    for class_index, class_name in enumerate(("dark", "light")):
+        class_dir = root / class_name
+        class_dir.mkdir(parents=True)
+        for image_index in range(6):
+            height, width = rng.integers(20, 48, size=2)
+            ramp = np.linspace(0.0, 1.0, width)[None, :, None] * np.ones((height, 1, 3))
+            pixels = 20 * class_index + 40 * ramp
+            Image.fromarray(pixels.astype(np.uint8)).save(class_dir / f"{image_index}.png")
+    (root / "dark" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not image data")
+    (root / "light" / "notes.txt").write_text("not an image, not counted")
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("folder")
+    write_image_folder(root / "images")
+    run_dir = root / "run"
+    run_training(
+        "data=folder",
+        f"data.path={root / 'images'}",
+        "data.image_size=32",
+        "data.batch_size=4",
+        "data.validation_split=0.34",  # 4 of the 12 readable images: one full batch
+        "model=flowers_autoencoder",
+        "layer=zero_insertion",
+        "distribute=mirrored",
+        *FAST_TRAINER,
+        f"hydra.run.dir={run_dir}",
+        cwd=root,
+        logical_cpus=2,
+    )
+    return run_dir
+
+
+def test_mnist_from_mocked_tfds(mnist_run: Path) -> None:
+    metrics = check_run_dir(mnist_run, epochs=2)
+    assert (metrics["model"], metrics["data_source"]) == ("mnist_autoencoder", "tfds:mnist")
+    assert (metrics["layer"], metrics["implementation"]) == ("segregated", "split")
+
+
+def test_flowers_from_mocked_tfds_of_random_sizes(flowers_run: Path) -> None:
+    metrics = check_run_dir(flowers_run, epochs=2)
+    assert (metrics["model"], metrics["data_source"]) == ("flowers_autoencoder", "tfds:tf_flowers")
+    assert (metrics["layer"], metrics["implementation"]) == ("segregated", "unified")
+
+
+def test_image_folder_skips_corrupt_file_and_trains_mirrored_on_two_cpus(folder_run: Path) -> None:
+    metrics = check_run_dir(folder_run, epochs=2)
+    assert metrics["data_source"] == f"folder:{folder_run.parent / 'images'}"
+    assert metrics["skipped_files"] == 1
+    assert metrics["replicas"] == 2
+    assert (metrics["layer"], metrics["implementation"]) == ("zero_insertion", "zero_insertion")
+
+
+def test_exports_serve_without_the_project(mnist_run: Path, flowers_run: Path, folder_run: Path, tmp_path: Path) -> None:
+    check_exports_serve([mnist_run, flowers_run, folder_run], tmp_path)

