@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -32,7 +31,7 @@ def _require(condition: bool, key: str, value: object, allowed: str) -> None:
         raise ConfigValueError(f"{key}={shown} is invalid: allowed values are {allowed}")
 
 
-def _yaml_name(value: Optional[Enum]) -> str:
+def _yaml_name(value: Enum | None) -> str:
     return "null" if value is None else value.value
 
 
@@ -104,8 +103,8 @@ class DataConfig:
     channels: int = 1
     batch_size: int = 64
     validation_split: float = 0.1
-    data_dir: Optional[str] = None
-    path: Optional[str] = None
+    data_dir: str | None = None
+    path: str | None = None
 
     def __post_init__(self) -> None:
         _require(self.image_size >= 1, "data.image_size", self.image_size, "integers >= 1")
@@ -163,7 +162,7 @@ class LayerConfig:
     """
 
     name: LayerName = MISSING
-    implementation: Optional[Implementation] = None
+    implementation: Implementation | None = None
 
     def __post_init__(self) -> None:
         allowed = _LAYER_IMPLEMENTATIONS[self.name]
@@ -184,7 +183,7 @@ class TrainerConfig:
     """
 
     epochs: int = 10
-    steps_per_epoch: Optional[int] = None
+    steps_per_epoch: int | None = None
     learning_rate: float = 1e-3
     optimizer: OptimizerName = OptimizerName.adam
     loss: LossName = LossName.binary_crossentropy

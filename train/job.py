@@ -7,32 +7,18 @@ import logging
 from typing import Any
 
 import keras
-import numpy as np
 
-from train.config import ConfigValueError, TrainConfig
-from train.data import autoencoder_batches, load_image_splits
-from train.devices import make_strategy, select_device
+from train.config import TrainConfig
+from train.data import ImageSplits, autoencoder_batches, load_image_splits
+from train.devices import make_strategy, require_even_split, select_device
 from train.export import save_model
 from train.models import build_autoencoder
 from train.reconstructions import plot_reconstructions
 from train.run_dir import RunDir
 from train.session import reset_global_state
-from train.training import compile_model, fit_model
+from train.training import TrainingResult, compile_model, fit_model
 
 log = logging.getLogger(__name__)
-
-
-def require_even_split(batch_size: int, replicas: int) -> None:
-    """Checks that every replica gets the same share of a full batch.
-
-    Keras's first-batch shape probe under a distribution strategy (``fit``'s
-    validation and ``evaluate``) fails on a batch that splits unevenly.
-    """
-    if batch_size % replicas:
-        raise ConfigValueError(
-            f"data.batch_size={batch_size} is invalid: allowed values are multiples of {replicas}, "
-            f"the number of replicas of distribute=mirrored"
-        )
 
 
 def run_job(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
@@ -68,24 +54,45 @@ def run_job(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
     result = fit_model(model, train_batches, validation_batches, config.trainer, run_dir)
 
     save_model(model, run_dir)
-    sample = np.concatenate([inputs for inputs, _ in validation_batches.take(config.reconstructions).as_numpy_iterator()])
-    plot_reconstructions(model, sample[: config.reconstructions], run_dir.reconstructions)
+    inputs, _ = next(validation_batches.unbatch().batch(config.reconstructions).as_numpy_iterator())
+    plot_reconstructions(model, inputs, run_dir.reconstructions)
 
+    metrics = job_metrics(config, splits, device, strategy.num_replicas_in_sync, model, result)
+    run_dir.metrics.write_text(json.dumps(metrics, indent=2))
+    log.info(
+        "Final loss %.5f, val_loss %.5f, median step %.2f ms; outputs in %s",
+        result.loss[-1],
+        result.val_loss[-1],
+        result.median_step_ms or float("nan"),
+        run_dir.root,
+    )
+    return metrics
+
+
+def job_metrics(
+    config: TrainConfig, splits: ImageSplits, device: str, replicas: int, model: keras.Model, result: TrainingResult
+) -> dict[str, Any]:
+    """The contents of ``metrics.json``.
+
+    ``images_per_second`` is the steady-state throughput implied by the
+    median step time of full batches.
+    """
+    data, trainer, layer = config.data, config.trainer, config.layer
     median_step_ms = result.median_step_ms
-    metrics = {
+    return {
         "model": config.model.name,
-        "layer": config.layer.name.value,
-        "implementation": config.layer.implementation.value if config.layer.implementation else None,
+        "layer": layer.name.value,
+        "implementation": layer.implementation.value if layer.implementation else None,
         "data": data.name.value,
         "data_source": splits.source,
         "skipped_files": splits.skipped_files,
         "image_size": data.image_size,
         "batch_size": data.batch_size,
         "device": device,
-        "replicas": strategy.num_replicas_in_sync,
+        "replicas": replicas,
         "precision": keras.config.dtype_policy().name,
-        "epochs": config.trainer.epochs,
-        "steps_per_epoch": config.trainer.steps_per_epoch,
+        "epochs": trainer.epochs,
+        "steps_per_epoch": trainer.steps_per_epoch,
         "parameters": model.count_params(),
         "loss": result.loss,
         "val_loss": result.val_loss,
@@ -95,12 +102,3 @@ def run_job(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
         "train_seconds": result.train_seconds,
         "resumed_from_epoch": result.resumed_from_epoch,
     }
-    run_dir.metrics.write_text(json.dumps(metrics, indent=2))
-    log.info(
-        "Final loss %.5f, val_loss %.5f, median step %.2f ms; outputs in %s",
-        result.loss[-1],
-        result.val_loss[-1],
-        median_step_ms or float("nan"),
-        run_dir.root,
-    )
-    return metrics

@@ -4,7 +4,7 @@ and is the only thing that differs between the layer choices."""
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 

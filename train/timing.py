@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Optional
 
 import keras
 
@@ -21,7 +20,7 @@ class StepTimer(keras.callbacks.Callback):
         super().__init__()
         self.step_ms: list[float] = []
         self.epoch_seconds: list[float] = []
-        self.first_epoch: Optional[int] = None
+        self.first_epoch: int | None = None
         self.train_seconds = 0.0
 
     def on_train_begin(self, logs=None) -> None:
@@ -44,7 +43,7 @@ class StepTimer(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None) -> None:
         self.step_ms.append(1000 * (time.perf_counter() - self._step_start))
 
-    def median_step_ms(self) -> Optional[float]:
+    def median_step_ms(self) -> float | None:
         """Median step time, leaving out the first step (tracing and
         compilation) when there are others; None if no step ran."""
         steady = self.step_ms[1:] or self.step_ms

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import logging
 from dataclasses import dataclass
-from typing import Optional
 
 import keras
 import tensorflow as tf
@@ -34,9 +33,9 @@ class TrainingResult:
     loss: list[float]
     val_loss: list[float]
     epoch_seconds: list[float]
-    median_step_ms: Optional[float]
+    median_step_ms: float | None
     train_seconds: float
-    resumed_from_epoch: Optional[int]
+    resumed_from_epoch: int | None
 
 
 def read_history(path, epochs: int) -> tuple[list[float], list[float]]:

@@ -61,7 +61,11 @@ def test_every_config_option_is_valid(group: str, option: str) -> None:
         (["data=folder"], ConfigValueError, "data.path=null"),
         (["layer=keras", "layer.implementation=split"], ConfigValueError, "allowed values are null when layer=keras"),
         (["layer.implementation=zero_insertion"], ConfigValueError, "auto, split, unified when layer=segregated"),
-        (["model=flowers_autoencoder"], ConfigValueError, "data.image_size=28 is invalid: allowed values are multiples of 16"),
+        (
+            ["model=flowers_autoencoder"],
+            ConfigValueError,
+            "data.image_size=28 is invalid: allowed values are multiples of 16",
+        ),
     ],
 )
 def test_bad_values_fail_naming_key_and_allowed_values(overrides, error, message) -> None:

@@ -107,5 +107,7 @@ def test_image_folder_skips_corrupt_file_and_trains_mirrored_on_two_cpus(folder_
     assert (metrics["layer"], metrics["implementation"]) == ("zero_insertion", "zero_insertion")
 
 
-def test_exports_serve_without_the_project(mnist_run: Path, flowers_run: Path, folder_run: Path, tmp_path: Path) -> None:
+def test_exports_serve_without_the_project(
+    mnist_run: Path, flowers_run: Path, folder_run: Path, tmp_path: Path
+) -> None:
     check_exports_serve([mnist_run, flowers_run, folder_run], tmp_path)

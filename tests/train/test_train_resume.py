@@ -29,7 +29,9 @@ def completed_epochs(backup_dir: Path) -> int:
 
 
 def kill_after_first_epoch(command: list[str], cwd: Path, backup_dir: Path) -> None:
-    process = subprocess.Popen(command, cwd=cwd, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, cwd=cwd, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + RUN_TIMEOUT_S
     try:
         while completed_epochs(backup_dir) < 1:

@@ -60,7 +60,9 @@ SERVE_SCRIPT = textwrap.dedent(
 )
 
 
-def train_command(*overrides: str, tfds: str | None = None, logical_cpus: int = 1, mock_examples: int = 48) -> list[str]:
+def train_command(
+    *overrides: str, tfds: str | None = None, logical_cpus: int = 1, mock_examples: int = 48
+) -> list[str]:
     """The command line of one training run through ``train_runner.py``."""
     options = [f"--logical-cpus={logical_cpus}", f"--mock-examples={mock_examples}"]
     if tfds:
@@ -121,7 +123,13 @@ def check_exports_serve(run_dirs: list[Path], tmp_path: Path) -> None:
         model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
         inputs_path = tmp_path / f"serve_inputs_{index}.npy"
         np.save(inputs_path, rng.random((3, *model.input_shape[1:]), dtype=np.float32))
-        jobs.append({"export": str(run_dir / "export"), "inputs": str(inputs_path), "outputs": str(tmp_path / f"served_{index}.npz")})
+        jobs.append(
+            {
+                "export": str(run_dir / "export"),
+                "inputs": str(inputs_path),
+                "outputs": str(tmp_path / f"served_{index}.npz"),
+            }
+        )
         models.append(model)
     served = subprocess.run(
         [sys.executable, "-c", SERVE_SCRIPT, json.dumps(jobs)],
@@ -132,7 +140,7 @@ def check_exports_serve(run_dirs: list[Path], tmp_path: Path) -> None:
         timeout=RUN_TIMEOUT_S,
     )
     assert served.returncode == 0, served.stderr[-5000:]
-    for job, model in zip(jobs, models):
+    for job, model in zip(jobs, models, strict=False):
         outputs = np.load(job["outputs"])
         expected = model.predict(np.load(job["inputs"]), verbose=0)
         np.testing.assert_allclose(outputs["batch_1"], expected[:1], atol=1e-5, err_msg=job["export"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Optional
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -47,7 +46,7 @@ def _prepare(builder: tfds.core.DatasetBuilder) -> None:
 
 
 def load_tfds_images(
-    tfds_name: str, data_dir: Optional[str], validation_split: float
+    tfds_name: str, data_dir: str | None, validation_split: float
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """Returns unbatched uint8 images of the ``train`` split as ``(train, validation)``.
 
@@ -57,9 +56,7 @@ def load_tfds_images(
     builder = tfds.builder(tfds_name, data_dir=data_dir)
     _prepare(builder)
     percent = format(100 * validation_split, "g")
-    train, validation = builder.as_dataset(
-        split=[f"train[{percent}%:]", f"train[:{percent}%]"], as_supervised=True
-    )
+    train, validation = builder.as_dataset(split=[f"train[{percent}%:]", f"train[:{percent}%]"], as_supervised=True)
     return train.map(_image_only), validation.map(_image_only)
 
 
