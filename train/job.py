@@ -27,8 +27,8 @@ def run_job(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
     The device is checked before any data is loaded, so a missing GPU fails
     fast. Returns the metrics written to ``metrics.json``.
     """
-    reset_global_state(config.trainer)
     device = select_device(config.device.kind)
+    reset_global_state(config.trainer)
     strategy = make_strategy(config.distribute.strategy)
     log.info("Device: %s, %d replica(s)", device, strategy.num_replicas_in_sync)
     data = config.data
