@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from train.run_dir import METRICS_FILE  # noqa: E402
 
@@ -83,19 +84,20 @@ def comparison_table(jobs: list[Job]) -> str:
 
 
 def plot_comparison(jobs: list[Job], path: Path) -> None:
-    """Bar chart of median step time and per-epoch loss curves, per job."""
+    """Bar chart of median step time and per-epoch loss curves, one colour
+    per job (curves of exactly equivalent layers overlap)."""
     figure, (steps_axis, loss_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    colors = [f"C{index % 10}" for index in range(len(jobs))]
     labels = [f"{job.label}\n[{job.name}]" for job in jobs]
-    steps_axis.bar(labels, [job.metrics["median_step_ms"] or 0.0 for job in jobs])
+    steps_axis.bar(labels, [job.metrics["median_step_ms"] or 0.0 for job in jobs], color=colors)
     steps_axis.set_ylabel("median training step (ms)")
     steps_axis.set_title("Step time (lower is faster)")
     steps_axis.tick_params(axis="x", labelsize=8)
-    for job in jobs:
+    for job, color in zip(jobs, colors):
         epochs = range(1, len(job.metrics["loss"]) + 1)
-        (line,) = loss_axis.plot(epochs, job.metrics["loss"], marker="o", label=f"{job.label} loss")
-        loss_axis.plot(
-            epochs, job.metrics["val_loss"], linestyle="--", color=line.get_color(), label=f"{job.label} val_loss"
-        )
+        loss_axis.plot(epochs, job.metrics["loss"], marker="o", color=color, label=f"{job.label} loss")
+        loss_axis.plot(epochs, job.metrics["val_loss"], linestyle="--", color=color, label=f"{job.label} val_loss")
+    loss_axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_axis.set_xlabel("epoch")
     loss_axis.set_ylabel("loss")
     loss_axis.set_title("Loss per epoch")
