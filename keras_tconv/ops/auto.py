@@ -1,6 +1,6 @@
 """The rule ``implementation="auto"`` uses to pick a lowering per layer shape.
 
-Measured on a 2-core AVX-512 CPU with TensorFlow 2.21 (Eigen kernels; see the
+Measured on a 2-core AMD EPYC CPU (AVX2) with TensorFlow 2.21 (Eigen kernels; see the
 README's Performance section, produced by ``python -m keras_tconv.benchmark``):
 
 * When every stride divides its kernel size (k=2 or 4 with s=2, k=3 with
