@@ -21,7 +21,7 @@ FUSED_ACTIVATIONS = {
 }
 
 
-def _pair(value, name: str) -> tuple[int, int]:
+def _pair(value, name: str) -> tuple[int, int] | None:
     if value is None:
         return None
     if isinstance(value, int):
@@ -60,7 +60,7 @@ def _gradient_view_of_cotangent(dy, plan_h: AxisPlan, plan_w: AxisPlan):
         crops.append(max(-after, 0))
     pads.append([0, 0])
     if any(crops):
-        dy = dy[:, : lowerings._stop(crops[0]), : lowerings._stop(crops[1]), :]
+        dy = dy[:, : lowerings.slice_stop(crops[0]), : lowerings.slice_stop(crops[1]), :]
     return dy, pads
 
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 from keras_tconv.ops.phases import AxisPlan, Phase
 
 
-def _stop(amount: int):
+def slice_stop(amount: int):
     """Slice stop that drops ``amount`` trailing elements (None for zero)."""
     return -amount if amount > 0 else None
 
@@ -36,7 +36,7 @@ def _padded_conv(x, filters, bias, pads_h, pads_w):
     """
     (bh, ah), (bw, aw) = pads_h, pads_w
     if min(bh, ah, bw, aw) < 0:
-        x = x[:, max(-bh, 0) : _stop(-ah), max(-bw, 0) : _stop(-aw), :]
+        x = x[:, max(-bh, 0) : slice_stop(-ah), max(-bw, 0) : slice_stop(-aw), :]
     pads = [[0, 0], [max(bh, 0), max(ah, 0)], [max(bw, 0), max(aw, 0)], [0, 0]]
     padded = any(pads[1] + pads[2])
     if filters.shape[:2] == (1, 1) and not padded:
@@ -83,7 +83,7 @@ def interleave(z, plan_h: AxisPlan, plan_w: AxisPlan):
         y = tf.reshape(y, tf.stack([batch, mh * sh, mw * sw, filters]))
     (lead_h, tail_h), (lead_w, tail_w) = _margins(plan_h), _margins(plan_w)
     if lead_h or tail_h or lead_w or tail_w:
-        y = y[:, lead_h : _stop(tail_h), lead_w : _stop(tail_w), :]
+        y = y[:, lead_h : slice_stop(tail_h), lead_w : slice_stop(tail_w), :]
     return y
 
 
@@ -188,7 +188,7 @@ def _zero_insert(x, sh: int, sw: int):
     y = tf.reshape(x, tf.stack([batch, height, 1, width, 1, channels]))
     y = tf.pad(y, [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]])
     y = tf.reshape(y, tf.stack([batch, height * sh, width * sw, channels]))
-    return y[:, : _stop(sh - 1), : _stop(sw - 1), :]
+    return y[:, : slice_stop(sh - 1), : slice_stop(sw - 1), :]
 
 
 def dilate_kernel(kernel, dh: int, dw: int):
