@@ -14,8 +14,9 @@ this machine's convolution kernels reach on that much work, and
 
 Each callable is a ``tf.function`` traced once for its fixed inputs. In
 ``forward`` mode it returns the layer output; in ``train`` mode it runs the
-forward pass under a tape and returns the gradients of the output (with a
-fixed random cotangent) with respect to the input, kernel and bias.
+forward pass under a tape, reduces the output against a fixed random
+cotangent to a loss, and returns the loss and its gradients with respect to
+the input, kernel and bias.
 """
 
 from __future__ import annotations
@@ -97,8 +98,11 @@ def _step_function(call: Callable, variables: list, mode: str) -> tf.types.exper
     def train_step(x, cotangent):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            y = call(x)
-        return tape.gradient(y, [x, *variables], output_gradients=cotangent)
+            # The step returns a loss computed from the output, as training does: with
+            # the cotangent passed as output_gradients alone, graph pruning would drop
+            # the forward pass of a layer whose gradients do not need its output.
+            loss = tf.reduce_sum(call(x) * cotangent)
+        return [loss, *tape.gradient(loss, [x, *variables])]
 
     return tf.function(train_step)
 
