@@ -100,6 +100,7 @@ class SegregatedConv2DTranspose(keras.layers.Conv2DTranspose):
         )
 
     def call(self, inputs):
+        fused_activation = self._fused_activation
         outputs = conv2d_transpose(
             inputs,
             self.kernel,
@@ -110,17 +111,15 @@ class SegregatedConv2DTranspose(keras.layers.Conv2DTranspose):
             dilation_rate=self.dilation_rate,
             implementation=self.implementation,
             bias=self.bias if self.use_bias else None,
-            activation=self._fused_activation,
+            activation=fused_activation,
         )
-        if self.activation is None or self._fused_activation:
-            return outputs
-        return self.activation(outputs)
+        return outputs if fused_activation else self.activation(outputs)
 
     @property
     def _fused_activation(self):
         """The activation's name where the op can fuse it, else None."""
         name = getattr(self.activation, "__name__", None)
-        if name in FUSED_ACTIVATIONS and name is not None and keras.activations.get(name) is self.activation:
+        if name is not None and name in FUSED_ACTIVATIONS and keras.activations.get(name) is self.activation:
             return name
         return None
 
