@@ -28,6 +28,10 @@ def run_job(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
     fast. Returns the metrics written to ``metrics.json``.
     """
     device = select_device(config.device.kind)
+    completed = run_dir.completed_metrics(config.trainer.epochs)
+    if completed is not None:
+        log.info("%s already holds a finished run of %d epochs; nothing to do", run_dir.root, config.trainer.epochs)
+        return completed
     reset_global_state(config.trainer)
     strategy = make_strategy(config.distribute.strategy)
     log.info("Device: %s, %d replica(s)", device, strategy.num_replicas_in_sync)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 METRICS_FILE = "metrics.json"
 
@@ -47,3 +49,16 @@ class RunDir:
     def backup(self) -> Path:
         """BackupAndRestore state of the last completed epoch."""
         return self.root / "backup"
+
+    def completed_metrics(self, epochs: int) -> dict[str, Any] | None:
+        """The metrics of a finished run of ``epochs`` epochs already here, if any.
+
+        Rerunning a finished run must not train again nor overwrite its
+        timings with those of an empty resume; a run asked for more epochs
+        than it has goes on from its backup instead.
+        """
+        if not self.metrics.exists():
+            return None
+        metrics = json.loads(self.metrics.read_text())
+        return metrics if len(metrics.get("loss", [])) >= epochs else None
+

@@ -12,6 +12,7 @@ import pytest
 
 from train.config import DataConfig, DatasetName, Precision, TrainerConfig
 from train.data.holdout import shuffled_holdout
+from train.run_dir import RunDir
 from train.training import read_history
 
 
@@ -74,3 +75,12 @@ def test_offline_flowers_fails_naming_the_ways_to_provide_them(offline, tmp_path
 
     with pytest.raises(DatasetUnavailableError, match=r"data\.data_dir=DIR .* data=folder data\.path=DIR"):
         load_image_splits(DataConfig(name=DatasetName.flowers, data_dir=str(tmp_path)), seed=0)
+
+
+def test_a_finished_run_is_recognised_and_a_longer_one_is_not(tmp_path: Path) -> None:
+    run_dir = RunDir(tmp_path)
+    assert run_dir.completed_metrics(3) is None
+    run_dir.metrics.write_text('{"loss": [0.3, 0.2, 0.1], "median_step_ms": 4.2}')
+    assert run_dir.completed_metrics(3)["median_step_ms"] == 4.2
+    assert run_dir.completed_metrics(5) is None
+
