@@ -57,10 +57,6 @@ class AxisGeometry:
     crop: int
     extra: int
 
-    def output_length(self, input_length):
-        """Output length ``O`` for input length ``N`` (int or scalar tensor)."""
-        return input_length * self.stride + self.extra
-
 
 def axis_geometry(
     kernel_size: int,
@@ -120,7 +116,7 @@ class AxisPlan:
     The lowerings read input position ``j + P + e`` for block ``j``. A
     correlation whose window starts at offset ``e0`` therefore needs
     ``-(P + e0)`` leading padding (a crop when negative) and enough trailing
-    padding to produce ``blocks(N)`` outputs.
+    padding to produce ``M = N + extra_blocks`` outputs.
     """
 
     geometry: AxisGeometry
@@ -145,10 +141,6 @@ class AxisPlan:
         """``M - N``: blocks computed beyond the input length (static)."""
         g = self.geometry
         return -((-(g.extra + self.shift)) // g.stride)
-
-    def blocks(self, input_length):
-        """``M``, the number of blocks, for input length ``N``."""
-        return input_length + self.extra_blocks
 
     def window_padding(self, first_offset: int, window: int) -> tuple[int, int]:
         """(before, after) padding of the input for a stride-1 window.
