@@ -52,6 +52,7 @@ class Implementation(Enum):
 
     auto = "auto"
     split = "split"
+    rows = "rows"
     unified = "unified"
     zero_insertion = "zero_insertion"
 
@@ -145,7 +146,7 @@ class ModelConfig:
 
 
 _LAYER_IMPLEMENTATIONS = {
-    LayerName.segregated: (Implementation.auto, Implementation.split, Implementation.unified),
+    LayerName.segregated: (Implementation.auto, Implementation.split, Implementation.rows, Implementation.unified),
     LayerName.zero_insertion: (Implementation.zero_insertion,),
     LayerName.keras: (None,),
 }
@@ -156,7 +157,7 @@ class LayerConfig:
     """Which transpose convolution the decoder uses.
 
     ``segregated`` is ``SegregatedConv2DTranspose`` with ``implementation``
-    auto, split or unified; ``zero_insertion`` is the same layer running the
+    auto, split, rows or unified; ``zero_insertion`` is the same layer running the
     conventional zero-insertion method; ``keras`` is
     ``keras.layers.Conv2DTranspose`` (no implementation).
     """

@@ -32,7 +32,7 @@ import tensorflow as tf
 from keras_tconv import SegregatedConv2DTranspose
 from keras_tconv.benchmark.suites import Shape
 
-IMPLEMENTATIONS = ("keras", "zero_insertion", "split", "unified", "auto")
+IMPLEMENTATIONS = ("keras", "zero_insertion", "split", "rows", "unified", "native", "auto")
 CEILING = "dense_conv2d"
 MODES = ("forward", "train")
 

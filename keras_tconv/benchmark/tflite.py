@@ -3,7 +3,8 @@
 Each implementation's layer (same weights) is wrapped in a one-layer Keras
 model, exported with a fully static ``(1, H, W, C)`` signature (a dynamic
 batch turns Keras's layer into SHAPE/STRIDED_SLICE/PACK/TRANSPOSE_CONV,
-which XNNPACK does not take) and converted with ``TFLiteConverter``. The
+which XNNPACK does not take) under ``lowering_target("litert")``, so that
+``auto`` chooses for LiteRT, and converted with ``TFLiteConverter``. The
 models run in ai-edge-litert's interpreter with its default XNNPACK delegate
 and a fixed thread count, timed interleaved like the TensorFlow cases.
 Implementations that fail to convert are reported with the error instead.
@@ -22,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+from keras_tconv import lowering_target
 from keras_tconv.benchmark import impls
 from keras_tconv.benchmark.suites import Shape
 from keras_tconv.benchmark.timing import Timing, measure
@@ -57,7 +59,7 @@ def _stderr_discarded():
 def convert(layer: keras.layers.Layer, input_shape: tuple[int, ...]) -> bytes:
     """A TFLite flatbuffer of ``layer`` alone, for a fixed ``input_shape``."""
     model = keras.Sequential([keras.Input(input_shape[1:], batch_size=input_shape[0]), layer])
-    with tempfile.TemporaryDirectory() as directory, _stderr_discarded():
+    with tempfile.TemporaryDirectory() as directory, _stderr_discarded(), lowering_target("litert"):
         model.export(
             directory,
             format="tf_saved_model",

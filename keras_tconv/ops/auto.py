@@ -1,28 +1,84 @@
 """The rule ``implementation="auto"`` uses to pick a lowering per layer shape.
 
-Measured on a 2-core AMD EPYC CPU (AVX2) with TensorFlow 2.21 (Eigen kernels; see the
-README's Performance section, produced by ``python -m keras_tconv.benchmark``):
+The best lowering depends on where the graph runs, so the rule has two
+*lowering targets*, chosen with :func:`lowering_target` while a model is
+traced:
 
-* When every stride divides its kernel size (k=2 or 4 with s=2, k=3 with
-  s=3, ...), stacking the sub-kernels wastes no multiplication and the single
-  wide convolution ("unified") is the fastest lowering: it was the faster of
-  the two on every such layer but DCGAN's first (4x4 input, where both beat
-  Keras by 3-4x).
-* Otherwise the stacked kernel carries zero taps (16 slots for 9 taps at
-  k=3, s=2). With 16 or more filters and input channels the exact per-phase
-  convolutions ("split") are then faster (k=3 and k=5 decoder layers with
-  64-256 channels: split 1.0-1.6x of Keras, unified 0.85-1.3x); with fewer,
-  each phase convolution is too thin to run efficiently and "unified" wins
-  (RGB 3->3 layers: unified 1.05-1.96x, split 0.44-0.73x; the paper's MNIST
-  layer, 1 -> 32 channels: unified 1.80x, split 0.67x).
+``"tensorflow"`` (the default)
+    The graph runs on TensorFlow's own kernels. Measured on a 2-core AMD EPYC
+    CPU (AVX2), TensorFlow 2.21 with its default Eigen kernels, float32, with
+    ``python -m keras_tconv.benchmark`` (the README's Performance section):
+
+    * Few filters (at most 4) from 16 or more input channels: ``native``.
+      TensorFlow's kernel is one GEMM of the input with all ``kh*kw`` taps
+      followed by a col2im; with 1-3 filters that GEMM is most of the op
+      (TF DCGAN's 64 -> 1, k=5 layer: the bare GEMM takes 2.9 ms of the op's
+      3.5 ms), while every segregated convolution has only ``s*s*filters``
+      outputs, a shape Eigen's convolution runs at a fraction of its rate
+      (segregated lowerings 0.3-0.9x of Keras's layer there).
+    * When every stride divides its kernel size (k=2 or 4 with s=2) no
+      stacked tap is wasted: ``rows`` with 16 or more filters (DCGAN, U-Net,
+      LapSRN layers: 1.1-4x of Keras's layer, up to 2x faster than
+      ``unified`` at U-Net's 128x128 thanks to the stacking interleave), and
+      ``unified`` below (one convolution with ``s*s*filters`` outputs stays
+      wide enough; RGB 3 -> 3, k=4: 1.4x, ``rows`` 1.0x).
+    * Otherwise stacked kernels carry zero taps. With fewer than 16 filters or
+      input channels ``unified`` (per-phase convolutions are too thin: the
+      paper's MNIST layer 1 -> 32, k=3: 1.4x, ``split`` 1.0x; RGB k=5: 2x).
+      When every phase keeps at least two taps per axis (k=5, s=2) or the
+      layer has 256 or more channels, the exact per-phase convolutions
+      (``split``: TF DCGAN 128 -> 64, k=5: 1.5x; SRDenseNet 256 -> 256, k=3:
+      1.1x). Left are k=3, s=2 layers with 16-255 channels, where a 1-tap
+      phase makes the segregated convolutions thin and TensorFlow's GEMM
+      with ``9*filters`` outputs is as good as it gets (every segregated
+      lowering 0.75-1.0x): ``native``.
+
+``"litert"``
+    The graph is converted to TensorFlow Lite / LiteRT. There Keras's layer
+    becomes TRANSPOSE_CONV, which every segregated lowering beat on every
+    layer of the models suite at batch 1 (XNNPACK, 2 threads: 1.4-8x), so
+    ``native`` is never picked: ``unified`` when no stacked tap is wasted,
+    else ``split`` with 16 or more filters and input channels, else
+    ``unified``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 from keras_tconv.ops.lowerings import stacked_window
 from keras_tconv.ops.phases import AxisPlan
 
-MIN_CHANNELS_FOR_SPLIT = 16
+TARGETS = ("tensorflow", "litert")
+MAX_NATIVE_FILTERS = 4
+MIN_CHANNELS = 16
+WIDE_CHANNELS = 256
+
+_target = contextvars.ContextVar("keras_tconv_lowering_target", default="tensorflow")
+
+
+@contextlib.contextmanager
+def lowering_target(target: str):
+    """Make ``implementation="auto"`` choose for ``target`` while the block runs.
+
+    The choice is made when a layer is traced, so wrap whatever traces the
+    model for that runtime, e.g.::
+
+        with keras_tconv.lowering_target("litert"):
+            model.export("model.tflite", format="litert")
+
+    Args:
+        target: ``"tensorflow"`` (the default outside the block) or
+            ``"litert"``.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"Invalid lowering target. Expected one of {TARGETS}. Received: target={target!r}")
+    token = _target.set(target)
+    try:
+        yield
+    finally:
+        _target.reset(token)
 
 
 def stacked_waste(plan_h: AxisPlan, plan_w: AxisPlan) -> float:
@@ -32,8 +88,26 @@ def stacked_waste(plan_h: AxisPlan, plan_w: AxisPlan) -> float:
     return slots / (plan_h.geometry.kernel_size * plan_w.geometry.kernel_size)
 
 
+def _fewest_taps(plan: AxisPlan) -> int:
+    """Taps of the thinnest phase along one axis (0 if the stride exceeds the kernel)."""
+    return min(len(phase.taps) for phase in plan.phases)
+
+
 def choose_implementation(kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan) -> str:
-    """"unified" or "split" for a kernel ``(kh, kw, filters, in_channels)``."""
-    if stacked_waste(plan_h, plan_w) <= 1.0:
+    """The lowering for a kernel ``(kh, kw, filters, in_channels)`` under the
+    current :func:`lowering_target`."""
+    filters, channels = kernel_shape[2:]
+    exact = stacked_waste(plan_h, plan_w) <= 1.0
+    if _target.get() == "litert":
+        if exact or min(filters, channels) < MIN_CHANNELS:
+            return "unified"
+        return "split"
+    if filters <= MAX_NATIVE_FILTERS and channels >= MIN_CHANNELS:
+        return "native"
+    if exact:
+        return "rows" if filters >= MIN_CHANNELS else "unified"
+    if min(filters, channels) < MIN_CHANNELS:
         return "unified"
-    return "split" if min(kernel_shape[2:]) >= MIN_CHANNELS_FOR_SPLIT else "unified"
+    if min(_fewest_taps(plan_h), _fewest_taps(plan_w)) >= 2 or min(filters, channels) >= WIDE_CHANNELS:
+        return "split"
+    return "native"

@@ -1,15 +1,20 @@
-"""The NHWC lowerings of a 2-D transposed convolution onto ``tf.nn.conv2d``.
+"""The NHWC lowerings of a 2-D transposed convolution.
 
 Every function here takes ``x`` of shape ``(batch, height, width, in_channels)``,
 ``kernel`` in Keras's Conv2DTranspose layout ``(kh, kw, filters, in_channels)``,
 an optional ``bias`` of shape ``(filters,)`` and the two :class:`AxisPlan`
-objects. ``split`` and ``unified`` return the phase *blocks*
-``(batch, Mh, Mw, sh*sw*filters)`` that :func:`interleave` turns into the
-output; ``zero_insertion`` returns the output ``(batch, out_h, out_w, filters)``
-itself. The bias is added to each convolution's own output, before the
-interleave: TensorFlow fuses a BiasAdd that follows a Conv2D into it, and the
-interleaved tensor is not traversed once more. The phase arithmetic they
-rely on is derived in :mod:`keras_tconv.ops.phases`.
+objects. The segregated lowerings (``split``, ``rows``, ``unified``) run
+ordinary stride-1 ``tf.nn.conv2d`` calls on the un-expanded input and return
+the phase blocks as a list of *phase groups* that :func:`interleave` turns into
+the output: either the ``sh`` row phases, each ``(batch, Mh, Mw, sw*filters)``,
+or one tensor ``(batch, Mh, Mw, sh*sw*filters)`` holding every phase.
+``zero_insertion`` (the paper's baseline) and ``native`` (TensorFlow's own
+kernel) return the output ``(batch, out_h, out_w, filters)`` itself.
+
+The bias is added to each convolution's own output, before the interleave:
+TensorFlow fuses a BiasAdd that follows a Conv2D into it, and the interleaved
+tensor is not traversed once more. The phase arithmetic the lowerings rely on
+is derived in :mod:`keras_tconv.ops.phases`.
 """
 
 from __future__ import annotations
@@ -69,16 +74,31 @@ def _gather_taps(taps, index: np.ndarray):
     return tf.gather(taps, index)
 
 
-def interleave(z, plan_h: AxisPlan, plan_w: AxisPlan):
-    """Blocks ``(B, Mh, Mw, sh*sw*F)`` with channels ordered ``(qh, qw, f)``
-    to the cropped output ``(B, Oh, Ow, F)``."""
+def interleave(groups: list, plan_h: AxisPlan, plan_w: AxisPlan):
+    """Phase groups (see the module docstring) to the cropped output ``(B, Oh, Ow, F)``.
+
+    Row phases need one ``tf.stack``: a row's column phases, with channels
+    ordered ``(qw, f)``, are already interleaved in memory, so reshaping
+    ``(B, Mh, Mw, sw*F)`` to ``(B, Mh, Mw*sw*F)`` is free, and stacking the
+    ``sh`` rows on a new axis 2 gives ``(B, Mh, sh, Mw*sw*F)``, which *is*
+    ``(B, Mh*sh, Mw*sw, F)``. A single tensor of all phases takes one
+    ``depth_to_space`` (a reshape and transpose when ``sh != sw``).
+    Either way the output is written once; the stack also keeps each
+    intermediate ``1/sh`` of the output's size, which matters when the
+    output is large (allocations above glibc's 32 MB mmap threshold are
+    page-faulted afresh on every call).
+    """
     sh, sw = plan_h.stride, plan_w.stride
-    if sh == sw:
-        y = tf.nn.depth_to_space(z, sh) if sh > 1 else z
+    shape = tf.shape(groups[0])
+    batch, mh, mw = shape[0], shape[1], shape[2]
+    filters = groups[0].shape[-1] * len(groups) // (sh * sw)
+    if len(groups) == sh:
+        y = groups[0] if sh == 1 else tf.stack([tf.reshape(g, tf.stack([batch, mh, -1])) for g in groups], axis=2)
+        y = tf.reshape(y, tf.stack([batch, mh * sh, mw * sw, filters]))
+    elif sh == sw:
+        y = tf.nn.depth_to_space(groups[0], sh)
     else:
-        batch, mh, mw = tf.unstack(tf.shape(z)[:3])
-        filters = z.shape[-1] // (sh * sw)
-        y = tf.reshape(z, tf.stack([batch, mh, mw, sh, sw, filters]))
+        y = tf.reshape(groups[0], tf.stack([batch, mh, mw, sh, sw, filters]))
         y = tf.transpose(y, (0, 1, 3, 2, 4, 5))
         y = tf.reshape(y, tf.stack([batch, mh * sh, mw * sw, filters]))
     (lead_h, tail_h), (lead_w, tail_w) = _margins(plan_h), _margins(plan_w)
@@ -94,6 +114,14 @@ def _margins(plan: AxisPlan) -> tuple[int, int]:
     return plan.shift, g.stride * plan.extra_blocks - g.extra - plan.shift
 
 
+def _fill_empty(outputs: list, bias) -> list:
+    """``outputs`` with each ``None`` (a phase that no tap reaches, when the
+    stride exceeds the kernel) replaced by zeros plus the bias."""
+    reference = next(y for y in outputs if y is not None)
+    empty = tf.zeros_like(reference) if bias is None else tf.zeros_like(reference) + bias
+    return [empty if y is None else y for y in outputs]
+
+
 def _phase_index(ph: Phase, pw: Phase, kw: int) -> np.ndarray:
     return np.array([[th * kw + tw for tw in pw.taps] for th in ph.taps], dtype=np.int64)
 
@@ -103,31 +131,28 @@ def split(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
 
     The paper's method, generalised: ``sh*sw`` convolutions whose sub-kernels
     hold only the taps of their phase, so the multiplications are exactly the
-    useful ones. Each phase is padded to the same number of blocks so the
-    results stack along channels; phases without taps are zeros (plus bias).
+    useful ones. Each phase is padded to the same number of blocks; the
+    column phases of a row are concatenated into one row phase group.
     """
     kw = kernel.shape[1]
     taps = _conv_taps(kernel)
-    outputs = []
-    for ph in plan_h.phases:
-        for pw in plan_w.phases:
-            if not ph.taps or not pw.taps:
-                outputs.append(None)
-                continue
-            outputs.append(
-                _padded_conv(
-                    x,
-                    _gather_taps(taps, _phase_index(ph, pw, kw)),
-                    bias,
-                    plan_h.window_padding(ph.offsets[0], len(ph.taps)),
-                    plan_w.window_padding(pw.offsets[0], len(pw.taps)),
-                )
-            )
-    if len(outputs) == 1:
-        return outputs[0]
-    reference = next(y for y in outputs if y is not None)
-    empty = tf.zeros_like(reference) if bias is None else tf.zeros_like(reference) + bias
-    return tf.concat([empty if y is None else y for y in outputs], axis=-1)
+    outputs = [
+        _padded_conv(
+            x,
+            _gather_taps(taps, _phase_index(ph, pw, kw)),
+            bias,
+            plan_h.window_padding(ph.offsets[0], len(ph.taps)),
+            plan_w.window_padding(pw.offsets[0], len(pw.taps)),
+        )
+        if ph.taps and pw.taps
+        else None
+        for ph in plan_h.phases
+        for pw in plan_w.phases
+    ]
+    outputs = _fill_empty(outputs, bias)
+    sw = plan_w.stride
+    row_groups = [outputs[q * sw : (q + 1) * sw] for q in range(plan_h.stride)]
+    return [group[0] if sw == 1 else tf.concat(group, axis=-1) for group in row_groups]
 
 
 def _union_window(plan: AxisPlan) -> tuple[int, int]:
@@ -141,19 +166,55 @@ def stacked_window(plan_h: AxisPlan, plan_w: AxisPlan) -> tuple[int, int]:
     return _union_window(plan_h)[1], _union_window(plan_w)[1]
 
 
-def _stacked_index(kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan) -> np.ndarray:
-    """Flat tap index (or -1) of every slot of the stacked kernel,
-    shaped ``(window_h, window_w, sh*sw)``."""
-    kw = kernel_shape[1]
-    (low_h, size_h), (low_w, size_w) = _union_window(plan_h), _union_window(plan_w)
+def _stacked_kernel(kernel, row_phases, row_window: tuple[int, int], plan_w: AxisPlan):
+    """The sub-kernels of ``row_phases`` and of every column phase, stacked.
+
+    Each phase's taps are placed, zero-filled, in a common window: the rows
+    ``row_window`` = (first offset, length) and the union window of the
+    column phases. Returns the kernel ``(window_h, window_w, in_channels,
+    len(row_phases)*sw*filters)`` with output channels ordered
+    ``(qh, qw, f)``, built by one gather (a single small, differentiable op).
+    """
+    _, kw, filters, channels = kernel.shape
+    (low_h, size_h), (low_w, size_w) = row_window, _union_window(plan_w)
     sw = plan_w.stride
-    index = np.full((size_h, size_w, plan_h.stride * sw), -1, dtype=np.int64)
-    for qh, ph in enumerate(plan_h.phases):
+    index = np.full((size_h, size_w, len(row_phases) * sw), -1, dtype=np.int64)
+    for qh, ph in enumerate(row_phases):
         for qw, pw in enumerate(plan_w.phases):
             for th, eh in zip(ph.taps, ph.offsets):
                 for tw, ew in zip(pw.taps, pw.offsets):
                     index[eh - low_h, ew - low_w, qh * sw + qw] = th * kw + tw
-    return index
+    stacked = _gather_taps(_conv_taps(kernel), index)  # (size_h, size_w, phases, C, F)
+    stacked = tf.transpose(stacked, (0, 1, 3, 2, 4))
+    return tf.reshape(stacked, (size_h, size_w, channels, index.shape[-1] * filters))
+
+
+def rows(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
+    """One ``tf.nn.conv2d`` per row phase: exact along the height, stacked
+    along the width.
+
+    Row phase ``qh`` keeps only its own taps along the height and stacks all
+    ``sw`` column phases into ``sw*filters`` output channels, so its result is
+    already a row phase group that :func:`interleave` stacks without a
+    ``depth_to_space``. It multiplies zero taps only where the column phases
+    have different tap counts (k=3, s=2: 12 slots for 9 taps, against 16 for
+    ``unified``).
+    """
+    low_w, size_w = _union_window(plan_w)
+    bias = None if bias is None else tf.tile(bias, [plan_w.stride])
+    outputs = [
+        _padded_conv(
+            x,
+            _stacked_kernel(kernel, [ph], (ph.offsets[0], len(ph.taps)), plan_w),
+            bias,
+            plan_h.window_padding(ph.offsets[0], len(ph.taps)),
+            plan_w.window_padding(low_w, size_w),
+        )
+        if ph.taps
+        else None
+        for ph in plan_h.phases
+    ]
+    return _fill_empty(outputs, bias)
 
 
 def unified(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
@@ -166,16 +227,12 @@ def unified(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     ``ceil(k/s)`` wide, so no tap is wasted when the stride divides the
     kernel size; otherwise the zero taps cost extra multiplications.
     """
-    _, _, filters, channels = kernel.shape
-    index = _stacked_index(kernel.shape, plan_h, plan_w)
-    size_h, size_w, phases = index.shape
-    stacked = _gather_taps(_conv_taps(kernel), index)  # (size_h, size_w, phases, C, F)
-    stacked = tf.reshape(tf.transpose(stacked, (0, 1, 3, 2, 4)), (size_h, size_w, channels, phases * filters))
+    phases = plan_h.stride * plan_w.stride
+    window_h, window_w = _union_window(plan_h), _union_window(plan_w)
+    stacked = _stacked_kernel(kernel, plan_h.phases, window_h, plan_w)
     if bias is not None:
         bias = tf.tile(bias, [phases])
-    return _padded_conv(
-        x, stacked, bias, plan_h.window_padding(*_union_window(plan_h)), plan_w.window_padding(*_union_window(plan_w))
-    )
+    return [_padded_conv(x, stacked, bias, plan_h.window_padding(*window_h), plan_w.window_padding(*window_w))]
 
 
 def _zero_insert(x, sh: int, sw: int):
@@ -224,4 +281,59 @@ def zero_insertion(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     return _padded_conv(xz, flipped, bias, pads[0], pads[1])
 
 
-SEGREGATED = {"split": split, "unified": unified}
+def _tf_padding(plan: AxisPlan) -> set[str]:
+    """The padding strings with which TensorFlow's kernel yields this axis.
+
+    Given the output length ``O = N*s + c``, ``Conv2DBackpropInput`` expects
+    ``N = ceil(O/s)`` for "SAME", with pad-before ``(k - s - c) // 2``, and
+    ``N = floor((O-k)/s) + 1`` for "VALID", with no pad-before. Every
+    geometry Keras accepts matches one of the two.
+    """
+    g = plan.geometry
+    before, after = g.conv_padding
+    strings = set()
+    if before == 0 and -g.stride < after <= 0:
+        strings.add("VALID")
+    if -g.stride < g.extra <= 0 and after >= 0 and before == (before + after) // 2:
+        strings.add("SAME")
+    return strings
+
+
+def native(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
+    """TensorFlow's own transposed-convolution kernel, ``Conv2DBackpropInput``.
+
+    The op ``keras.layers.Conv2DTranspose`` runs: on CPU a GEMM of the input
+    with all ``kh*kw`` taps followed by a col2im scatter-add. It needs no
+    zero-expanded input either; ``auto`` picks it for the shapes where it
+    beats every segregated lowering. It is called with "SAME" or "VALID"
+    exactly as Keras calls it, which TFLite converts to TRANSPOSE_CONV
+    (it rejects explicit padding). The geometries Keras rejects ("same"
+    with an ``output_padding`` that leaves trailing positions no input
+    reaches) take the full "VALID" scatter, cropped by ``p`` and padded with
+    the unreachable zeros.
+    """
+    shape = tf.shape(x)
+    strides = [1, plan_h.stride, plan_w.stride, 1]
+    common = _tf_padding(plan_h) & _tf_padding(plan_w)
+    plans = (plan_h, plan_w)
+    if common:
+        sizes = [shape[a + 1] * p.stride + p.geometry.extra for a, p in enumerate(plans)]
+        padding = min(common)
+    else:
+        sizes = [shape[a + 1] * p.stride + p.geometry.kernel_size - p.stride for a, p in enumerate(plans)]
+        padding = "VALID"
+    y = tf.raw_ops.Conv2DBackpropInput(
+        input_sizes=tf.stack([shape[0], *sizes, kernel.shape[2]]),
+        filter=kernel,
+        out_backprop=x,
+        strides=strides,
+        padding=padding,
+    )
+    if not common:
+        (bh, ah), (bw, aw) = plan_h.geometry.conv_padding, plan_w.geometry.conv_padding
+        y = y[:, bh : slice_stop(max(ah, 0)), bw : slice_stop(max(aw, 0)), :]
+        y = tf.pad(y, [[0, 0], [0, max(-ah, 0)], [0, max(-aw, 0)], [0, 0]])
+    return y if bias is None else tf.nn.bias_add(y, bias)
+
+
+SEGREGATED = {"split": split, "rows": rows, "unified": unified}

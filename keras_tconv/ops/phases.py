@@ -57,6 +57,19 @@ class AxisGeometry:
     crop: int
     extra: int
 
+    @property
+    def conv_padding(self) -> tuple[int, int]:
+        """(before, after) padding of the output for its adjoint convolution.
+
+        The transposed convolution is the input-gradient of a stride-``s``
+        convolution whose input has the output's length ``O``: padding that
+        input by ``p`` in front and ``(N-1)*s + k - O - p`` behind makes the
+        convolution produce exactly ``N`` positions. The trailing amount is
+        static (``O - N*s = c``) and is negative when the last positions of
+        the output receive no input pixel.
+        """
+        return self.crop, self.kernel_size - self.stride - self.extra - self.crop
+
 
 def axis_geometry(
     kernel_size: int,

@@ -55,6 +55,8 @@ def test_quick_suite_both_modes_and_tflite(tmp_path):
             assert row["impl"] != "keras" or float(row["max_rel_err"]) == 0.0
     keras_tflite = [row for row in rows if row["mode"] == "tflite" and row["impl"] == "keras"]
     assert all("TRANSPOSE_CONV" in row["ops"].split() for row in keras_tflite)
+    segregated_tflite = [row for row in rows if row["mode"] == "tflite" and row["impl"] not in ("keras", "native")]
+    assert all("TRANSPOSE_CONV" not in row["ops"].split() for row in segregated_tflite if not row["error"])
 
     markdown = (tmp_path / "results.md").read_text()
     for heading in ("## Summary", "## forward", "## train", "## tflite"):

@@ -4,14 +4,17 @@
   only TensorFlow (keras_tconv is made unimportable there) loads it with
   ``tf.saved_model.load`` and serves batches of 1 and 3 through
   ``signatures["serving_default"]``, matching the in-process outputs.
-* TFLite: the exported SavedModel (dynamic batch, and a batch-1 export) is
+* TFLite: the exported SavedModel (dynamic batch, and a batch-1 export per
+  segregated lowering) is
   converted with ``tf.lite.TFLiteConverter.from_saved_model``; the
   ai-edge-litert interpreter's op list must contain no TRANSPOSE_CONV and
   only ops from ``ALLOWED_OPS`` (what the lowerings produce: convolutions,
   depth_to_space interleaves, pads, reshapes/transposes, slices, and the
   shape arithmetic a dynamic batch needs), and its outputs match Keras's.
   The same architecture built with keras.layers.Conv2DTranspose does produce
-  TRANSPOSE_CONV, so the op check can fail.
+  TRANSPOSE_CONV, so the op check can fail. A layer for which ``auto`` runs
+  TensorFlow's own kernel converts without TRANSPOSE_CONV under
+  ``keras_tconv.lowering_target("litert")``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+import keras_tconv
 from keras_tconv import SegregatedConv2DTranspose
 
 INPUT_SHAPE = (6, 5, 3)
@@ -183,7 +187,7 @@ def test_tflite_dynamic_batch(exported):
         np.testing.assert_allclose(_run_tflite(flatbuffer, x), y, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("implementation", ["split", "unified"])  # "auto" mixes them; dynamic test uses it
+@pytest.mark.parametrize("implementation", ["split", "rows", "unified"])  # "auto" mixes them; dynamic test uses it
 def test_tflite_batch_one(exported, implementation, tmp_path):
     model = _build(SegregatedConv2DTranspose, implementation=implementation)
     model.set_weights(exported.model.get_weights())
@@ -195,6 +199,22 @@ def test_tflite_batch_one(exported, implementation, tmp_path):
     _check_ops(ops)
     assert "SHAPE" not in ops  # a static batch needs no shape arithmetic
     x, y = exported.data[1]
+    np.testing.assert_allclose(_run_tflite(flatbuffer, x), y, rtol=1e-4, atol=1e-4)
+
+
+def test_litert_target_keeps_auto_off_tensorflows_kernel(tmp_path):
+    """A 64 -> 1 layer, where ``auto`` runs TensorFlow's own kernel in TensorFlow,
+    converts without TRANSPOSE_CONV when exported under ``lowering_target("litert")``."""
+    model = keras.Sequential([keras.Input((5, 4, 64)), SegregatedConv2DTranspose(1, 5, strides=2, padding="same")])
+    x = np.random.default_rng(2).standard_normal((1, 5, 4, 64)).astype("float32")
+    y = np.asarray(model(x))
+    signature = [tf.TensorSpec((1, 5, 4, 64), tf.float32)]
+    model.export(str(tmp_path / "default"), verbose=False, input_signature=signature)
+    assert "TRANSPOSE_CONV" in _op_names(_tflite(str(tmp_path / "default")))
+    with keras_tconv.lowering_target("litert"):
+        model.export(str(tmp_path / "litert"), verbose=False, input_signature=signature)
+    flatbuffer = _tflite(str(tmp_path / "litert"))
+    _check_ops(_op_names(flatbuffer))
     np.testing.assert_allclose(_run_tflite(flatbuffer, x), y, rtol=1e-4, atol=1e-4)
 
 

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from keras_tconv import SegregatedConv2DTranspose
 
-IMPLEMENTATIONS = ("split", "unified", "zero_insertion", "auto")
+IMPLEMENTATIONS = ("split", "rows", "unified", "native", "zero_insertion", "auto")
 STRIDES = st.one_of(st.integers(1, 4), st.sampled_from([8, 16]))
 
 
@@ -152,7 +152,7 @@ def test_float32_matches_keras(implementation, case):
     check_against_keras(*case, implementation=implementation)
 
 
-@pytest.mark.parametrize("implementation", ["split", "unified"])
+@pytest.mark.parametrize("implementation", ["split", "rows", "unified", "native"])
 @pytest.mark.parametrize("policy,rtol", [("mixed_float16", 2e-2), ("mixed_bfloat16", 8e-2)])
 @settings(FAST, max_examples=10)
 @given(case=cases())
@@ -182,3 +182,39 @@ def test_unknown_dims_under_tf_function(config, implementation):
         x = tf.random.normal(shape, seed=1)
         _assert_close(traced(x), reference.layer(x), 1e-5, f"{config} {shape}")
     assert traced.experimental_get_tracing_count() == 1
+
+
+@st.composite
+def keras_rejected_cases(draw):
+    """"same" with an ``output_padding`` of 0 on an even-kernel axis: TF refuses
+    Keras's output shape (no input reaches its last position), so only the
+    definition itself, the zero-insertion baseline, can be compared to."""
+    strides = (draw(st.integers(2, 4)), draw(st.integers(2, 4)))
+    kernel = (2 * draw(st.integers(1, 3)), draw(st.integers(1, 6)))
+    output_padding = (0, draw(st.integers(0, strides[1] - 1)))
+    config = dict(kernel_size=kernel, strides=strides, padding="same", output_padding=output_padding)
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 3)))
+    return config, shape, draw(st.integers(1, 3)), draw(st.integers(0, 2**31 - 1))
+
+
+@pytest.mark.parametrize("implementation", ["split", "rows", "unified", "native", "auto"])
+@settings(FAST, max_examples=25)
+@given(case=keras_rejected_cases())
+def test_geometries_keras_rejects_match_zero_insertion(implementation, case):
+    config, shape, filters, seed = case
+    rng = np.random.default_rng(seed)
+    x = tf.constant(rng.standard_normal(shape), tf.float32)
+    reference = SegregatedConv2DTranspose(filters, **config, implementation="zero_insertion")
+    ours = SegregatedConv2DTranspose(filters, **config, implementation=implementation)
+    # An empty output leaves TF's Conv2DBackpropFilter, which the zero-insertion
+    # gradient uses, returning uninitialised memory (Keras's layer has the same bug).
+    assume(min(reference.compute_output_shape(shape)) > 0)
+    for layer in (reference, ours):
+        layer.build(shape)
+    reference.set_weights([rng.standard_normal(w.shape).astype("float32") for w in reference.weights])
+    ours.set_weights(reference.get_weights())
+    cotangent = tf.constant(rng.standard_normal(reference.compute_output_shape(shape)), tf.float32)
+    want = _outputs_and_gradients(reference, x, cotangent)
+    got = _outputs_and_gradients(ours, x, cotangent)
+    for name, g, w in zip(["output", "input grad", "kernel grad", "bias grad"], got, want):
+        _assert_close(g, w, 1e-5, f"{name} ({implementation}, {config}, {shape})")

@@ -1,0 +1,66 @@
+"""``implementation="auto"``: the rule documented in keras_tconv/ops/auto.py, per lowering target."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from keras_tconv import lowering_target
+from keras_tconv.ops.auto import choose_implementation
+from keras_tconv.ops.conv2d_transpose import plan_axes
+
+# (kernel, stride, padding, filters, in_channels) -> choice for TensorFlow, choice for LiteRT.
+# The layers are those of the benchmark's models and paper suites that the rule's docstring cites.
+CASES = [
+    ((5, 5), 2, "same", 1, 64, "native", "unified"),  # TF DCGAN 64 -> 1
+    ((4, 4), 2, "same", 3, 64, "native", "unified"),  # DCGAN to RGB
+    ((4, 4), 2, "same", 256, 512, "rows", "unified"),  # DCGAN 512 -> 256
+    ((2, 2), 2, "same", 32, 64, "rows", "unified"),  # U-Net k=2
+    ((4, 4), 2, "same", 3, 3, "unified", "unified"),  # RGB 3 -> 3, no wasted tap
+    ((3, 3), 2, "same", 32, 1, "unified", "unified"),  # the paper's MNIST layer
+    ((5, 5), 2, "same", 3, 3, "unified", "unified"),  # RGB k=5
+    ((5, 5), 2, "same", 64, 128, "split", "split"),  # TF DCGAN 128 -> 64: every phase >= 2 taps
+    ((3, 3), 2, "same", 256, 256, "split", "split"),  # SRDenseNet: wide
+    ((3, 3), 2, "same", 32, 64, "native", "split"),  # VAE / CIFAR decoders: 1-tap phases
+    ((3, 3), 2, "valid", 64, 128, "native", "split"),
+    ((3, 3), 1, "same", 8, 8, "unified", "unified"),  # stride 1: a plain convolution
+    ((2, 2), 5, "valid", 32, 32, "native", "split"),  # stride above the kernel: empty phases
+]
+
+
+def _choose(kernel, stride, padding, filters, channels):
+    shape = (*kernel, filters, channels)
+    return choose_implementation(shape, *plan_axes(shape, stride, padding, None))
+
+
+@pytest.mark.parametrize("kernel,stride,padding,filters,channels,tensorflow,litert", CASES)
+def test_rule(kernel, stride, padding, filters, channels, tensorflow, litert):
+    assert _choose(kernel, stride, padding, filters, channels) == tensorflow
+    with lowering_target("litert"):
+        assert _choose(kernel, stride, padding, filters, channels) == litert
+    assert _choose(kernel, stride, padding, filters, channels) == tensorflow  # restored on exit
+
+
+def test_litert_never_picks_tensorflows_kernel():
+    with lowering_target("litert"):
+        choices = {_choose(k, s, p, f, c) for k, s, p, f, c, *_ in CASES}
+    assert "native" not in choices and choices <= {"split", "unified", "rows"}
+
+
+def test_target_is_per_thread_and_restored_after_errors():
+    seen = []
+    with pytest.raises(RuntimeError):
+        with lowering_target("litert"):
+            worker = threading.Thread(target=lambda: seen.append(_choose((5, 5), 2, "same", 1, 64)))
+            worker.start()
+            worker.join()
+            raise RuntimeError("boom")
+    assert seen == ["native"]  # another thread keeps the default target
+    assert _choose((5, 5), 2, "same", 1, 64) == "native"
+
+
+def test_unknown_target_is_rejected():
+    with pytest.raises(ValueError, match=r"Expected one of \('tensorflow', 'litert'\). Received: target='tflite'"):
+        with lowering_target("tflite"):
+            pass
