@@ -19,14 +19,18 @@ class SegregatedConv2DTranspose(keras.layers.Conv2DTranspose):
     ``(filters,)``), so weights and checkpoints move freely between the two
     classes. Only the computation differs: instead of
     ``Conv2DBackpropInput`` it runs ordinary convolutions on the original
-    input, one per output phase or one with stacked sub-kernels, and
-    interleaves the results (see :func:`keras_tconv.ops.conv2d_transpose`).
+    input (one per output phase, one per row of phases, or one with all
+    sub-kernels stacked) and interleaves the results; ``"auto"`` keeps
+    TensorFlow's own kernel for the few shapes where that is faster (see
+    :func:`keras_tconv.ops.conv2d_transpose` and
+    :func:`keras_tconv.ops.auto.choose_implementation`).
     It is a subclass of ``keras.layers.Conv2DTranspose``, so code that checks
     ``isinstance`` keeps working.
 
     Args:
-        implementation: ``"auto"`` (default; picks ``"split"`` or
-            ``"unified"`` per static shape), ``"split"``, ``"unified"`` or
+        implementation: ``"auto"`` (default; picks per static shape and
+            :func:`keras_tconv.lowering_target`), ``"split"``, ``"rows"``,
+            ``"unified"``, ``"native"`` (TensorFlow's own kernel) or
             ``"zero_insertion"`` (the conventional method, for comparisons).
         All other arguments: as ``keras.layers.Conv2DTranspose``.
     """

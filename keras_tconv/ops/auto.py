@@ -17,21 +17,23 @@ traced:
       outputs, a shape Eigen's convolution runs at a fraction of its rate
       (segregated lowerings 0.3-0.9x of Keras's layer there).
     * When every stride divides its kernel size (k=2 or 4 with s=2) no
-      stacked tap is wasted: ``rows`` with 16 or more filters (DCGAN, U-Net,
-      LapSRN layers: 1.1-4x of Keras's layer, up to 2x faster than
-      ``unified`` at U-Net's 128x128 thanks to the stacking interleave), and
-      ``unified`` below (one convolution with ``s*s*filters`` outputs stays
-      wide enough; RGB 3 -> 3, k=4: 1.4x, ``rows`` 1.0x).
-    * Otherwise stacked kernels carry zero taps. With fewer than 16 filters or
-      input channels ``unified`` (per-phase convolutions are too thin: the
-      paper's MNIST layer 1 -> 32, k=3: 1.4x, ``split`` 1.0x; RGB k=5: 2x).
-      When every phase keeps at least two taps per axis (k=5, s=2) or the
-      layer has 256 or more channels, the exact per-phase convolutions
-      (``split``: TF DCGAN 128 -> 64, k=5: 1.5x; SRDenseNet 256 -> 256, k=3:
-      1.1x). Left are k=3, s=2 layers with 16-255 channels, where a 1-tap
-      phase makes the segregated convolutions thin and TensorFlow's GEMM
-      with ``9*filters`` outputs is as good as it gets (every segregated
-      lowering 0.75-1.0x): ``native``.
+      stacked tap is wasted, and with fewer than 16 filters or input
+      channels the per-phase convolutions of ``split`` are too thin whatever
+      the kernel. There: ``rows`` with 16 or more filters (DCGAN, U-Net,
+      LapSRN layers: 1.2-3.9x of Keras's layer, and 1.6x of ``unified`` at
+      U-Net's 128x128, where the stacking interleave avoids a second
+      output-sized buffer; the paper's MNIST layer, 1 -> 32 channels, k=3:
+      1.4x), else ``unified`` (one convolution with ``s*s*filters`` outputs
+      stays wide enough: RGB 3 -> 3 flower photos, k=4 and 5: 1.3-2.4x,
+      ``rows`` 1.0-2.1x).
+    * Otherwise stacked kernels carry zero taps. When every phase keeps at
+      least two taps per axis (k=5, s=2) or the layer has 256 or more
+      channels, the exact per-phase convolutions: ``split`` (TF DCGAN
+      128 -> 64, k=5: 1.4-1.5x; SRDenseNet 256 -> 256, k=3: 1.1x). Left are
+      k=3, s=2 layers with 16-255 channels, where a 1-tap phase makes the
+      segregated convolutions thin and TensorFlow's GEMM with ``9*filters``
+      outputs is as good as it gets (every segregated lowering 0.75-1.05x):
+      ``native``.
 
 ``"litert"``
     The graph is converted to TensorFlow Lite / LiteRT. There Keras's layer
@@ -104,10 +106,8 @@ def choose_implementation(kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan) -> s
         return "split"
     if filters <= MAX_NATIVE_FILTERS and channels >= MIN_CHANNELS:
         return "native"
-    if exact:
+    if exact or min(filters, channels) < MIN_CHANNELS:
         return "rows" if filters >= MIN_CHANNELS else "unified"
-    if min(filters, channels) < MIN_CHANNELS:
-        return "unified"
     if min(_fewest_taps(plan_h), _fewest_taps(plan_w)) >= 2 or min(filters, channels) >= WIDE_CHANNELS:
         return "split"
     return "native"

@@ -18,7 +18,7 @@ CASES = [
     ((4, 4), 2, "same", 256, 512, "rows", "unified"),  # DCGAN 512 -> 256
     ((2, 2), 2, "same", 32, 64, "rows", "unified"),  # U-Net k=2
     ((4, 4), 2, "same", 3, 3, "unified", "unified"),  # RGB 3 -> 3, no wasted tap
-    ((3, 3), 2, "same", 32, 1, "unified", "unified"),  # the paper's MNIST layer
+    ((3, 3), 2, "same", 32, 1, "rows", "unified"),  # the paper's MNIST layer
     ((5, 5), 2, "same", 3, 3, "unified", "unified"),  # RGB k=5
     ((5, 5), 2, "same", 64, 128, "split", "split"),  # TF DCGAN 128 -> 64: every phase >= 2 taps
     ((3, 3), 2, "same", 256, 256, "split", "split"),  # SRDenseNet: wide
