@@ -336,4 +336,6 @@ def native(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     return y if bias is None else tf.nn.bias_add(y, bias)
 
 
+# Lowerings by implementation name: those returning phase groups, and those returning the output.
 SEGREGATED = {"split": split, "rows": rows, "unified": unified}
+WHOLE_OUTPUT = {"native": native, "zero_insertion": zero_insertion}
