@@ -7,7 +7,10 @@ traced:
 ``"tensorflow"`` (the default)
     The graph runs on TensorFlow's own kernels. Measured on a 2-core AMD EPYC
     CPU (AVX2), TensorFlow 2.21 with its default Eigen kernels, float32, with
-    ``python -m keras_tconv.benchmark`` (the README's Performance section):
+    ``python -m keras_tconv.benchmark`` (the README's Performance section),
+    at the models suite's batch sizes (4-256). At batch 1-4 the per-call
+    re-layout of a large kernel can outweigh the gain; the rule cannot see a
+    dynamic batch and does not try (README, "Batch 1-4").
 
     * Few filters (at most 4) from 16 or more input channels: ``native``.
       TensorFlow's kernel is one GEMM of the input with all ``kh*kw`` taps
@@ -38,7 +41,7 @@ traced:
 ``"litert"``
     The graph is converted to TensorFlow Lite / LiteRT. There Keras's layer
     becomes TRANSPOSE_CONV, which every segregated lowering beat on every
-    layer of the models suite at batch 1 (XNNPACK, 2 threads: 1.4-8x), so
+    layer of the models suite at batch 1 (XNNPACK, 2 threads: 1.2-9.5x), so
     ``native`` is never picked: ``unified`` when no stacked tap is wasted,
     else ``split`` with 16 or more filters and input channels, else
     ``unified``.
