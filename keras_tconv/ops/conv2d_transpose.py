@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_tconv.ops import lowerings
-from keras_tconv.ops.auto import choose_implementation
+from keras_tconv.ops.auto import choose_implementation, native_below_rows
 from keras_tconv.ops.phases import AxisPlan, axis_geometry, axis_plan
 
 IMPLEMENTATIONS = ("auto", "split", "rows", "unified", "native", "zero_insertion")
@@ -59,8 +59,13 @@ def _gradient_view_of_cotangent(dy, plan_h: AxisPlan, plan_w: AxisPlan):
     return dy, pads
 
 
-def _segregated(implementation: str, plan_h: AxisPlan, plan_w: AxisPlan, activation: str | None):
+def _segregated(implementation: str, plan_h: AxisPlan, plan_w: AxisPlan, activation: str | None, min_rows: int = 0):
     """A segregated lowering as one op ``(x, kernel[, bias]) -> y``.
+
+    With ``min_rows``, inputs with fewer rows of work (batch x height x
+    width, known only when the graph runs) take TensorFlow's own kernel
+    instead (:func:`~keras_tconv.ops.auto.native_below_rows`); its gradient
+    is the one below, so only the forward pass branches.
 
     Forward: the lowering's phase groups (bias already fused in), the
     activation applied to them (it is elementwise, so it commutes with the
@@ -85,10 +90,21 @@ def _segregated(implementation: str, plan_h: AxisPlan, plan_w: AxisPlan, activat
     strides = [1, plan_h.stride, plan_w.stride, 1]
     act, act_grad = FUSED_ACTIVATIONS[activation]
 
+    def segregated(x, kernel, bias):
+        groups = lowering(x, kernel, bias, plan_h, plan_w)
+        return lowerings.interleave([act(group) for group in groups], plan_h, plan_w)
+
+    def native(x, kernel, bias):
+        return act(lowerings.native(x, kernel, bias, plan_h, plan_w))
+
     @tf.custom_gradient
     def op(x, kernel, *bias):
-        groups = lowering(x, kernel, bias[0] if bias else None, plan_h, plan_w)
-        y = lowerings.interleave([act(group) for group in groups], plan_h, plan_w)
+        bias_ = bias[0] if bias else None
+        if min_rows:
+            rows = tf.size(x, out_type=tf.int64) // kernel.shape[-1]
+            y = tf.cond(rows < min_rows, lambda: native(x, kernel, bias_), lambda: segregated(x, kernel, bias_))
+        else:
+            y = segregated(x, kernel, bias_)
 
         def grad(dy):
             dy = act_grad(y, dy)
@@ -192,15 +208,21 @@ def conv2d_transpose(
     if dilation_rate != (1, 1):
         kernel = lowerings.dilate_kernel(kernel, *dilation_rate)
     plan_h, plan_w = plan_axes(kernel.shape, strides, padding, output_padding)
-    if implementation == "auto":
-        implementation = choose_implementation(kernel.shape, plan_h, plan_w)
     if bias is not None:
         bias = tf.convert_to_tensor(bias, dtype=x.dtype)
+
+    min_rows = 0
+    if implementation == "auto":
+        implementation = choose_implementation(kernel.shape, plan_h, plan_w)
+        min_rows = native_below_rows(kernel.shape, implementation)
+        rows = x.shape[:3].num_elements()
+        if min_rows and rows is not None:
+            implementation, min_rows = ("native" if rows < min_rows else implementation), 0
     if implementation in lowerings.WHOLE_OUTPUT:
         # Both keep the gradients TensorFlow registers for their ops.
         lowering = lowerings.WHOLE_OUTPUT[implementation]
         y = FUSED_ACTIVATIONS[activation][0](lowering(x, kernel, bias, plan_h, plan_w))
     else:
-        op = _segregated(implementation, plan_h, plan_w, activation)
+        op = _segregated(implementation, plan_h, plan_w, activation, min_rows)
         y = op(x, kernel) if bias is None else op(x, kernel, bias)
     return tf.transpose(y, (0, 3, 1, 2)) if channels_first else y
