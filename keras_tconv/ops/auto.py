@@ -8,9 +8,8 @@ traced:
     The graph runs on TensorFlow's own kernels. Measured on a 2-core AMD EPYC
     CPU (AVX2), TensorFlow 2.21 with its default Eigen kernels, float32, with
     ``python -m keras_tconv.benchmark`` (the README's Performance section),
-    at the models suite's batch sizes (4-256). At batch 1-4 the per-call
-    re-layout of a large kernel can outweigh the gain; the rule cannot see a
-    dynamic batch and does not try (README, "Batch 1-4").
+    at the models suite's batch sizes (4-256); for small batches see
+    :func:`native_below_rows`.
 
     * Few filters (at most 4) from 16 or more input channels: ``native``.
       TensorFlow's kernel is one GEMM of the input with all ``kh*kw`` taps
