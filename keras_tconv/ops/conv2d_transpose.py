@@ -101,7 +101,8 @@ def _segregated(implementation: str, plan_h: AxisPlan, plan_w: AxisPlan, activat
     def op(x, kernel, *bias):
         bias_ = bias[0] if bias else None
         if min_rows:
-            rows = tf.size(x, out_type=tf.int64) // kernel.shape[-1]
+            # int32 product of the shape, which TFLite's builtins can convert.
+            rows = tf.reduce_prod(tf.shape(x)[:3])
             y = tf.cond(rows < min_rows, lambda: native(x, kernel, bias_), lambda: segregated(x, kernel, bias_))
         else:
             y = segregated(x, kernel, bias_)

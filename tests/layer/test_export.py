@@ -218,6 +218,19 @@ def test_litert_target_keeps_auto_off_tensorflows_kernel(tmp_path):
     np.testing.assert_allclose(_run_tflite(flatbuffer, x), y, rtol=1e-4, atol=1e-4)
 
 
+def test_small_batch_switch_converts_with_a_dynamic_batch(tmp_path):
+    """Without the LiteRT target, a wide layer with a dynamic batch keeps ``auto``'s
+    runtime switch to TensorFlow's kernel (an IF); it still converts, with builtin
+    ops only, and both branches give Keras's numbers."""
+    model = keras.Sequential([keras.Input((4, 4, 64)), SegregatedConv2DTranspose(32, 4, strides=2, padding="same")])
+    model.export(str(tmp_path / "dynamic"), verbose=False)
+    flatbuffer = _tflite(str(tmp_path / "dynamic"))
+    assert "IF" in _op_names(flatbuffer)
+    for batch in (1, 80):  # 16 and 1280 rows of work, either side of 2**15 / 32
+        x = np.random.default_rng(batch).standard_normal((batch, 4, 4, 64)).astype("float32")
+        np.testing.assert_allclose(_run_tflite(flatbuffer, x), np.asarray(model(x)), rtol=1e-4, atol=1e-4)
+
+
 def test_keras_conv2d_transpose_does_produce_transpose_conv(exported, tmp_path):
     """The op check can fail: the same model with Keras's layer lowers to TRANSPOSE_CONV."""
     model = _build(keras.layers.Conv2DTranspose)
