@@ -103,13 +103,12 @@ def choose_implementation(kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan) -> s
     current :func:`lowering_target`."""
     filters, channels = kernel_shape[2:]
     exact = stacked_waste(plan_h, plan_w) <= 1.0
+    narrow = min(filters, channels) < MIN_CHANNELS
     if _target.get() == "litert":
-        if exact or min(filters, channels) < MIN_CHANNELS:
-            return "unified"
-        return "split"
+        return "unified" if exact or narrow else "split"
     if filters <= MAX_NATIVE_FILTERS and channels >= MIN_CHANNELS:
         return "native"
-    if exact or min(filters, channels) < MIN_CHANNELS:
+    if exact or narrow:
         return "rows" if filters >= MIN_CHANNELS else "unified"
     if min(_fewest_taps(plan_h), _fewest_taps(plan_w)) >= 2 or min(filters, channels) >= WIDE_CHANNELS:
         return "split"

@@ -318,7 +318,7 @@ def native(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     plans = (plan_h, plan_w)
     if common:
         sizes = [shape[a + 1] * p.stride + p.geometry.extra for a, p in enumerate(plans)]
-        padding = min(common)
+        padding = "SAME" if "SAME" in common else "VALID"  # equal results where both fit
     else:
         sizes = [shape[a + 1] * p.stride + p.geometry.kernel_size - p.stride for a, p in enumerate(plans)]
         padding = "VALID"
