@@ -213,10 +213,16 @@ def conv2d_transpose(
         bias = tf.convert_to_tensor(bias, dtype=x.dtype)
 
     min_rows = 0
-    if implementation == "auto":
+    rows = x.shape[:3].num_elements()
+    if rows == 0:
+        # An input known to be empty gets TensorFlow's kernel, as Keras runs
+        # it: a phase convolution can have output blocks where the input has
+        # none, which TensorFlow's shape inference rejects ("Negative
+        # dimension size") and its fused Conv2D+BiasAdd kernel crashes on.
+        implementation = "native"
+    elif implementation == "auto":
         implementation = choose_implementation(kernel.shape, plan_h, plan_w)
         min_rows = native_below_rows(kernel.shape, implementation)
-        rows = x.shape[:3].num_elements()
         if min_rows and rows is not None:
             implementation, min_rows = ("native" if rows < min_rows else implementation), 0
     if implementation in lowerings.WHOLE_OUTPUT:

@@ -233,3 +233,37 @@ def test_geometries_keras_rejects_match_zero_insertion(implementation, case):
     terms = _summed_terms(cotangent.shape, ours.kernel.shape)
     for name, g, w, n in zip(["output", "input grad", "kernel grad", "bias grad"], got, want, terms):
         _assert_close(g, w, 1e-5, f"{name} ({implementation}, {config}, {shape})", n)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("shape", [(0, 3, 4, 3), (2, 0, 4, 3), (2, 3, 0, 3), (2, 0, 0, 3)])
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(kernel_size=4, strides=2, padding="same"),
+        dict(kernel_size=3, strides=2, padding="same", activation="relu"),
+        dict(kernel_size=2, strides=3, padding="valid"),
+        dict(kernel_size=3, strides=2, padding="valid"),
+    ],
+)
+def test_empty_inputs_match_keras(config, shape, implementation):
+    """An input of a known empty batch or spatial size gives Keras's output:
+    Keras's shape, possibly not empty (the bias where no input pixel
+    reaches), or Keras's error. Forward only: for an empty spatial size
+    TensorFlow's gradient kernels return uninitialised memory or crash the
+    process, in Keras's layer as in this one."""
+    ours = SegregatedConv2DTranspose(2, **config, implementation=implementation)
+    ours.build((None, None, None, 3))
+    ours.set_weights([np.random.default_rng(0).standard_normal(w.shape).astype("float32") for w in ours.weights])
+    reference = keras.layers.Conv2DTranspose(2, **config)
+    reference.build((None, None, None, 3))
+    reference.set_weights(ours.get_weights())
+    x = tf.zeros(shape)
+    try:
+        want = reference(x)
+    except ValueError as error:
+        with pytest.raises(ValueError, match="Negative dimension size"):
+            ours(x)
+        assert "Negative dimension size" in str(error)
+        return
+    _assert_close(ours(x), want, 1e-6, f"{implementation}, {config}, {shape}")
