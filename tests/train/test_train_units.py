@@ -83,4 +83,3 @@ def test_a_finished_run_is_recognised_and_a_longer_one_is_not(tmp_path: Path) ->
     run_dir.metrics.write_text('{"loss": [0.3, 0.2, 0.1], "median_step_ms": 4.2}')
     assert run_dir.completed_metrics(3)["median_step_ms"] == 4.2
     assert run_dir.completed_metrics(5) is None
-
