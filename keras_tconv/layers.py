@@ -28,8 +28,10 @@ class SegregatedConv2DTranspose(keras.layers.Conv2DTranspose):
     ``isinstance`` keeps working.
 
     Args:
-        implementation: ``"auto"`` (default; picks per static shape and
-            :func:`keras_tconv.lowering_target`), ``"split"``, ``"rows"``,
+        implementation: ``"auto"`` (default; measures the candidates once
+            per layer geometry on the device at hand, or follows a static
+            rule, see :mod:`keras_tconv.ops.tuning`; the pick is in
+            ``chosen_implementation`` once the layer ran), ``"split"``, ``"rows"``,
             ``"unified"``, ``"native"`` (TensorFlow's own kernel) or
             ``"zero_insertion"`` (the conventional method, for comparisons).
         All other arguments: as ``keras.layers.Conv2DTranspose``.
@@ -81,6 +83,8 @@ class SegregatedConv2DTranspose(keras.layers.Conv2DTranspose):
                 f"{IMPLEMENTATIONS}. Received: implementation={implementation}"
             )
         self.implementation = implementation
+        # The lowering the layer ran at its last trace ("auto" resolved).
+        self.chosen_implementation = None
         # Keras only asks for ndim >= 4; anything but 4-D fails later and less
         # clearly, so the rank is checked before build, naming this layer.
         self.input_spec = keras.layers.InputSpec(ndim=4)
@@ -116,8 +120,12 @@ class SegregatedConv2DTranspose(keras.layers.Conv2DTranspose):
             implementation=self.implementation,
             bias=self.bias if self.use_bias else None,
             activation=fused_activation,
+            on_choice=self._record_choice,
         )
         return outputs if fused_activation else self.activation(outputs)
+
+    def _record_choice(self, implementation: str) -> None:
+        self.chosen_implementation = implementation
 
     @property
     def _fused_activation(self):

@@ -1,46 +1,39 @@
-"""The rule ``implementation="auto"`` uses to pick a lowering per layer shape.
+"""The static rule ``implementation="auto"`` falls back on, and the lowering target.
 
-The best lowering depends on where the graph runs, so the rule has two
-*lowering targets*, chosen with :func:`lowering_target` while a model is
-traced:
+``auto`` measures where it can (:mod:`keras_tconv.ops.tuning`); this rule
+decides where nothing can be measured: for the LiteRT target, when the
+spatial size is unknown while tracing, inside XLA compilation, or with tuning
+turned off and no cached choice. The best lowering depends on where the
+graph runs, so the rule has two *lowering targets*, chosen with
+:func:`lowering_target` while a model is traced:
 
 ``"tensorflow"`` (the default)
-    The graph runs on TensorFlow's own kernels. Measured on a 2-core AMD EPYC
-    CPU (AVX2), TensorFlow 2.21 with its default Eigen kernels, float32, with
-    ``python -m keras_tconv.benchmark`` (the README's Performance section),
-    at the models suite's batch sizes (4-256); for small batches see
-    :func:`native_below_rows`.
+    The graph runs on TensorFlow's own kernels. Fitted on a 2-core AMD EPYC
+    CPU (AVX2) with TensorFlow 2.21's Eigen kernels at the models suite's
+    batch sizes; under oneDNN, which ranks the lowerings differently, the
+    measured choice is what keeps a layer fast (see the README).
 
     * Few filters (at most 4) from 16 or more input channels: ``native``.
       TensorFlow's kernel is one GEMM of the input with all ``kh*kw`` taps
-      followed by a col2im; with 1-3 filters that GEMM is most of the op
-      (TF DCGAN's 64 -> 1, k=5 layer: the bare GEMM takes 2.9 ms of the op's
-      3.5 ms), while every segregated convolution has only ``s*s*filters``
-      outputs, a shape Eigen's convolution runs at a fraction of its rate
-      (segregated lowerings 0.3-0.9x of Keras's layer there).
+      followed by a col2im; with 1-3 filters that GEMM is most of the op,
+      while every segregated convolution has only ``s*s*filters`` outputs,
+      a shape Eigen's convolution runs at a fraction of its rate.
     * When every stride divides its kernel size (k=2 or 4 with s=2) no
       stacked tap is wasted, and with fewer than 16 filters or input
       channels the per-phase convolutions of ``split`` are too thin whatever
-      the kernel. There: ``rows`` with 16 or more filters (DCGAN, U-Net,
-      LapSRN layers: 1.2-3.9x of Keras's layer, and 1.6x of ``unified`` at
-      U-Net's 128x128, where the stacking interleave avoids a second
-      output-sized buffer; the paper's MNIST layer, 1 -> 32 channels, k=3:
-      1.4x), else ``unified`` (one convolution with ``s*s*filters`` outputs
-      stays wide enough: RGB 3 -> 3 flower photos, k=4 and 5: 1.3-2.4x,
-      ``rows`` 1.0-2.1x).
+      the kernel. There: ``rows`` with 16 or more filters, else ``unified``.
     * Otherwise stacked kernels carry zero taps. When every phase keeps at
       least two taps per axis (k=5, s=2) or the layer has 256 or more
-      channels, the exact per-phase convolutions: ``split`` (TF DCGAN
-      128 -> 64, k=5: 1.4-1.5x; SRDenseNet 256 -> 256, k=3: 1.1x). Left are
+      channels, the exact per-phase convolutions: ``split``. Left are
       k=3, s=2 layers with 16-255 channels, where a 1-tap phase makes the
-      segregated convolutions thin and TensorFlow's GEMM with ``9*filters``
-      outputs is as good as it gets (every segregated lowering 0.75-1.05x):
-      ``native``.
+      segregated convolutions thin: ``native``.
+    * With the batch known, few rows of work take ``native``
+      (:func:`native_below_rows`).
 
 ``"litert"``
     The graph is converted to TensorFlow Lite / LiteRT. There Keras's layer
     becomes TRANSPOSE_CONV, which every segregated lowering beat on every
-    layer of the models suite at batch 1 (XNNPACK, 2 threads: 1.2-9.5x), so
+    layer of the models suite at batch 1 (XNNPACK, 2 threads), so
     ``native`` is never picked: ``unified`` when no stacked tap is wasted,
     else ``split`` with 16 or more filters and input channels, else
     ``unified``.
@@ -98,9 +91,23 @@ def _fewest_taps(plan: AxisPlan) -> int:
     return min(len(phase.taps) for phase in plan.phases)
 
 
-def choose_implementation(kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan) -> str:
-    """The lowering for a kernel ``(kh, kw, filters, in_channels)`` under the
-    current :func:`lowering_target`."""
+def lowering_target_name() -> str:
+    """The current :func:`lowering_target`."""
+    return _target.get()
+
+
+def choose_implementation(kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan, batch=None, height=None, width=None) -> str:
+    """The static rule's lowering for a kernel ``(kh, kw, filters,
+    in_channels)`` under the current :func:`lowering_target`, given the
+    input's batch and spatial size where known."""
+    choice = _by_shape(kernel_shape, plan_h, plan_w)
+    rows = None if None in (batch, height, width) else batch * height * width
+    if rows is not None and rows < native_below_rows(kernel_shape, choice):
+        return "native"
+    return choice
+
+
+def _by_shape(kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan) -> str:
     filters, channels = kernel_shape[2:]
     exact = stacked_waste(plan_h, plan_w) <= 1.0
     narrow = min(filters, channels) < MIN_CHANNELS
@@ -122,7 +129,8 @@ def native_below_rows(kernel_shape, implementation: str) -> int:
     A segregated lowering re-lays the kernel out on every call (a gather and
     a transpose), which TensorFlow's kernel does not; with few rows of work
     (batch x input height x input width) that per-call cost outweighs the
-    faster convolutions. Measured forward at batch 1-16 on the DCGAN and TF
+    faster convolutions (with the batch unknown, the rule assumes a large
+    one). Measured forward at batch 1-16 on the DCGAN and TF
     DCGAN layers of the models suite, the segregated lowering wins once
     ``rows * min(filters, in_channels)`` reaches about ``2**15`` (DCGAN
     512 -> 256 on 4x4 inputs: 0.37x at batch 1, a tie at 4, 1.7x at 8; TF DCGAN

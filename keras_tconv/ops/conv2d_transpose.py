@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_tconv.ops import lowerings
-from keras_tconv.ops.auto import choose_implementation, native_below_rows
+from keras_tconv.ops import gradients, lowerings, tuning
+from keras_tconv.ops.auto import choose_implementation, lowering_target_name
 from keras_tconv.ops.phases import AxisPlan, axis_geometry, axis_plan
 
 IMPLEMENTATIONS = ("auto", "split", "rows", "unified", "native", "zero_insertion")
@@ -43,88 +43,124 @@ def plan_axes(kernel_shape, strides, padding, output_padding):
     )
 
 
-def _gradient_view_of_cotangent(dy, plan_h: AxisPlan, plan_w: AxisPlan):
-    """``dy`` cropped, plus explicit paddings, as the input of the adjoint
-    strided convolution (:attr:`~keras_tconv.ops.phases.AxisGeometry.conv_padding`).
-    A negative trailing amount crops ``dy``: those output positions receive
-    no input pixel."""
-    pads, crops = [[0, 0]], []
-    for plan in (plan_h, plan_w):
-        before, after = plan.geometry.conv_padding
-        pads.append([before, max(after, 0)])
-        crops.append(max(-after, 0))
-    pads.append([0, 0])
-    if any(crops):
-        dy = dy[:, : lowerings.slice_stop(crops[0]), : lowerings.slice_stop(crops[1]), :]
-    return dy, pads
+def _forward(implementation: str, plan_h: AxisPlan, plan_w: AxisPlan, activation: str | None):
+    """``(x, kernel, bias) -> y`` for one lowering, the activation included.
 
-
-def _segregated(implementation: str, plan_h: AxisPlan, plan_w: AxisPlan, activation: str | None, min_rows: int = 0):
-    """A segregated lowering as one op ``(x, kernel[, bias]) -> y``.
-
-    With ``min_rows``, inputs with fewer rows of work (batch x height x
-    width, known only when the graph runs) take TensorFlow's own kernel
-    instead (:func:`~keras_tconv.ops.auto.native_below_rows`); its gradient
-    is the one below, so only the forward pass branches.
-
-    Forward: the lowering's phase groups (bias already fused in), the
-    activation applied to them (it is elementwise, so it commutes with the
+    A segregated lowering's phase groups come with the bias already fused in;
+    the activation runs on them (it is elementwise, so it commutes with the
     interleave, and TensorFlow fuses it into the convolution), then the
-    interleave.
-
-    Backward: differentiating ``s*s`` phase convolutions, gathers and an
-    interleave costs more than the two single convolutions TensorFlow uses
-    for its own Conv2DTranspose, so a custom gradient runs those: the
-    activation's gradient from the output (TensorFlow's own
-    ``ReluGrad``/``TanhGrad``), the input gradient, which is one ordinary
-    strided ``conv2d`` of the cotangent with the original kernel, and the
-    kernel gradient, one ``Conv2DBackpropFilter``. Measured against
-    automatic differentiation of ``split`` and ``unified`` on the 16 layers
-    of the benchmark's models suite, the strided input gradient was the
-    fastest on all and the strided kernel gradient on all but one (U-Net
-    32->64: 10.6 ms against 9.5 ms), also where the stacked window is 1x1
-    and the forward pass is one matrix product (U-Net k=2 at 128x128: input
-    gradient 8.4 ms against 33 ms, kernel gradient 19 ms against 37 ms).
+    interleave writes the output.
     """
+    act = FUSED_ACTIVATIONS[activation][0]
+    if implementation in lowerings.WHOLE_OUTPUT:
+        lowering = lowerings.WHOLE_OUTPUT[implementation]
+        return lambda x, kernel, bias: act(lowering(x, kernel, bias, plan_h, plan_w))
     lowering = lowerings.SEGREGATED[implementation]
-    strides = [1, plan_h.stride, plan_w.stride, 1]
-    act, act_grad = FUSED_ACTIVATIONS[activation]
+    return lambda x, kernel, bias: lowerings.interleave(
+        [act(group) for group in lowering(x, kernel, bias, plan_h, plan_w)], plan_h, plan_w
+    )
 
-    def segregated(x, kernel, bias):
-        groups = lowering(x, kernel, bias, plan_h, plan_w)
-        return lowerings.interleave([act(group) for group in groups], plan_h, plan_w)
 
-    def native(x, kernel, bias):
-        return act(lowerings.native(x, kernel, bias, plan_h, plan_w))
+def _with_adjoint_gradient(forward, plan_h: AxisPlan, plan_w: AxisPlan, activation: str | None):
+    """``forward`` as one op whose gradient is the adjoint strided correlation.
+
+    Differentiating ``s*s`` phase convolutions, gathers and an interleave
+    costs more than the two single convolutions TensorFlow uses for its own
+    Conv2DTranspose, so the gradient runs those
+    (:mod:`keras_tconv.ops.gradients`, which also routes around TensorFlow's
+    defects): the activation's gradient from the output (TensorFlow's own
+    ``ReluGrad``/``TanhGrad``), the input gradient, one strided ``conv2d``
+    of the cotangent with the kernel, and the kernel gradient, one
+    ``Conv2DBackpropFilter``. The same gradient serves ``native``, so that
+    it, too, avoids the defective kernels. An empty input or output has
+    zero gradients (TensorFlow's kernels return uninitialised memory there).
+    """
+    act_grad = FUSED_ACTIVATIONS[activation][1]
 
     @tf.custom_gradient
     def op(x, kernel, *bias):
-        bias_ = bias[0] if bias else None
-        if min_rows:
-            # int32 product of the shape, which TFLite's builtins can convert.
-            rows = tf.reduce_prod(tf.shape(x)[:3])
-            y = tf.cond(rows < min_rows, lambda: native(x, kernel, bias_), lambda: segregated(x, kernel, bias_))
-        else:
-            y = segregated(x, kernel, bias_)
+        y = forward(x, kernel, bias[0] if bias else None)
 
         def grad(dy):
             dy = act_grad(y, dy)
             dbias = [tf.reduce_sum(dy, axis=(0, 1, 2))] if bias else []
-            dy, pads = _gradient_view_of_cotangent(dy, plan_h, plan_w)
-            dx = tf.nn.conv2d(dy, kernel, strides=strides, padding=pads)
-            dkernel = tf.raw_ops.Conv2DBackpropFilter(
-                input=dy,
-                filter_sizes=tf.shape(kernel),
-                out_backprop=x,
-                strides=strides,
-                padding="EXPLICIT",
-                explicit_paddings=[v for pair in pads for v in pair],
-            )
+            if x.shape.num_elements() == 0 or y.shape.num_elements() == 0:
+                return [tf.zeros_like(x), tf.zeros_like(kernel)] + dbias
+            dx = gradients.input_gradient(dy, kernel, x, plan_h, plan_w)
+            dkernel = gradients.kernel_gradient(dy, x, tf.shape(kernel), plan_h, plan_w)
             return [dx, dkernel] + dbias
 
         return y, grad
 
     return op
+
+
+def _empty_output(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
+    """The output of a geometry whose output has length 0 along an axis:
+    an empty tensor of Keras's shape, with zero gradients."""
+
+    @tf.custom_gradient
+    def op(*args):
+        shape = tf.shape(x)
+        lengths = [shape[a + 1] * p.stride + p.geometry.extra for a, p in enumerate((plan_h, plan_w))]
+        y = tf.zeros(tf.stack([shape[0], *lengths, kernel.shape[2]]), x.dtype)
+        return y, lambda dy: [tf.zeros_like(arg) for arg in args]
+
+    return op(x, kernel) if bias is None else op(x, kernel, bias)
+
+
+def _output_may_be_empty(plans, lengths) -> bool | None:
+    """True if an output length ``N*s + c`` is 0 for the static input
+    lengths, None if it is for some input length 1 not known yet, else False.
+
+    Keras's output lengths are at least ``N*s - s``, so only ``N = 1`` with
+    ``c = -s`` ("same" with an even kernel and ``output_padding=0``, a
+    geometry Keras itself rejects) gives an empty output from a non-empty
+    input.
+    """
+    maybe = False
+    for plan, n in zip(plans, lengths):
+        if plan.geometry.extra == -plan.stride:
+            if n == 1:
+                return True
+            maybe = maybe or n is None
+    return None if maybe else False
+
+
+def _auto(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> tuning.Choice:
+    """``implementation="auto"``: measured on the device at hand
+    (:mod:`keras_tconv.ops.tuning`) where the spatial size is known and the
+    target is TensorFlow, else the static rule of :mod:`keras_tconv.ops.auto`."""
+    batch, height, width, channels = x.shape
+    static = choose_implementation(kernel.shape, plan_h, plan_w, batch, height, width)
+    if lowering_target_name() != "tensorflow" or height is None or width is None:
+        return tuning.Choice("", static, "static rule")
+    batches = (batch,) if batch is not None else (tuning.REPRESENTATIVE_BATCH, 1)
+    geometry = "x".join(f"k{p.geometry.kernel_size}s{p.stride}c{p.geometry.crop}e{p.geometry.extra}" for p in (plan_h, plan_w))
+    key = (
+        f"{geometry} {channels}->{kernel.shape[2]} in {batch or 'any'}x{height}x{width} {x.dtype.name}"
+        f"{' bias' if bias is not None else ''} {activation or 'linear'}"
+    )
+    candidates = ["native", "unified"]
+    if plan_h.stride * plan_w.stride > 1:
+        candidates.append("split")
+    if plan_h.stride > 1:
+        candidates.append("rows")
+
+    def make_runner(implementation):
+        forward = tf.function(_forward(implementation, plan_h, plan_w, activation))
+        k = tf.random.normal(kernel.shape, dtype=kernel.dtype)
+        b = None if bias is None else tf.random.normal(bias.shape, dtype=bias.dtype)
+        inputs = {n: tf.random.normal((n, height, width, channels), dtype=x.dtype) for n in batches}
+        sync = tf.test.experimental.sync_devices if tf.config.list_physical_devices("GPU") else (lambda: None)
+
+        def run(n):
+            forward(inputs[n], k, b)
+            sync()
+
+        return run
+
+    return tuning.choose(key, tuple(candidates), make_runner, batches, static, device_hint=x.device or "")
 
 
 def conv2d_transpose(
@@ -138,6 +174,7 @@ def conv2d_transpose(
     implementation: str = "auto",
     bias=None,
     activation: str | None = None,
+    on_choice=None,
 ):
     """Exactly ``keras.layers.Conv2DTranspose``'s convolution (plus optional bias and activation).
 
@@ -161,8 +198,9 @@ def conv2d_transpose(
             stacked) or ``"unified"`` (one conv with all sub-kernels
             stacked); ``"native"`` (TensorFlow's own Conv2DBackpropInput);
             ``"zero_insertion"`` (the conventional baseline); or ``"auto"``,
-            which picks from the static shapes and the lowering target
-            (:func:`keras_tconv.ops.auto.choose_implementation`).
+            which measures the candidates once per geometry on the device
+            at hand (:mod:`keras_tconv.ops.tuning`) or, where nothing can be
+            measured, follows the static rule of :mod:`keras_tconv.ops.auto`.
         bias: optional ``(filters,)`` vector added to the output. Passing it
             here rather than adding it afterwards is cheaper: it is added to
             each convolution's output before the interleave, where
@@ -170,6 +208,8 @@ def conv2d_transpose(
         activation: optional name in :data:`FUSED_ACTIVATIONS` (``"relu"``,
             ``"tanh"``), applied to the output; likewise cheaper here, where
             it runs before the interleave, fused into the convolution.
+        on_choice: optional callable, called (while tracing) with the
+            lowering that runs, which for ``"auto"`` is its pick.
 
     Returns:
         ``(batch, out_h, out_w, filters)`` (or channels first), with Keras's
@@ -212,24 +252,29 @@ def conv2d_transpose(
     if bias is not None:
         bias = tf.convert_to_tensor(bias, dtype=x.dtype)
 
-    min_rows = 0
-    rows = x.shape[:3].num_elements()
-    if rows == 0:
+    if x.shape[:3].num_elements() == 0:
         # An input known to be empty gets TensorFlow's kernel, as Keras runs
         # it: a phase convolution can have output blocks where the input has
         # none, which TensorFlow's shape inference rejects ("Negative
         # dimension size") and its fused Conv2D+BiasAdd kernel crashes on.
         implementation = "native"
     elif implementation == "auto":
-        implementation = choose_implementation(kernel.shape, plan_h, plan_w)
-        min_rows = native_below_rows(kernel.shape, implementation)
-        if min_rows and rows is not None:
-            implementation, min_rows = ("native" if rows < min_rows else implementation), 0
-    if implementation in lowerings.WHOLE_OUTPUT:
-        # Both keep the gradients TensorFlow registers for their ops.
-        lowering = lowerings.WHOLE_OUTPUT[implementation]
-        y = FUSED_ACTIVATIONS[activation][0](lowering(x, kernel, bias, plan_h, plan_w))
+        implementation = _auto(x, kernel, bias, activation, plan_h, plan_w).implementation
+    if on_choice is not None:
+        on_choice(implementation)
+    forward = _forward(implementation, plan_h, plan_w, activation)
+    if implementation == "zero_insertion":
+        # The baseline keeps the gradients TensorFlow registers for its ops.
+        compute = lambda: forward(x, kernel, bias)  # noqa: E731
     else:
-        op = _segregated(implementation, plan_h, plan_w, activation, min_rows)
-        y = op(x, kernel) if bias is None else op(x, kernel, bias)
+        op = _with_adjoint_gradient(forward, plan_h, plan_w, activation)
+        compute = lambda: op(x, kernel) if bias is None else op(x, kernel, bias)  # noqa: E731
+    empty = _output_may_be_empty((plan_h, plan_w), x.shape[1:3])
+    if empty:
+        y = _empty_output(x, kernel, bias, plan_h, plan_w)
+    elif empty is None:
+        one = [tf.shape(x)[a + 1] == 1 for a, p in enumerate((plan_h, plan_w)) if p.geometry.extra == -p.stride]
+        y = tf.cond(tf.reduce_any(one), lambda: _empty_output(x, kernel, bias, plan_h, plan_w), compute)
+    else:
+        y = compute()
     return tf.transpose(y, (0, 3, 1, 2)) if channels_first else y

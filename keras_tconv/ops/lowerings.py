@@ -281,24 +281,6 @@ def zero_insertion(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     return _padded_conv(xz, flipped, bias, pads[0], pads[1])
 
 
-def _tf_padding(plan: AxisPlan) -> set[str]:
-    """The padding strings with which TensorFlow's kernel yields this axis.
-
-    Given the output length ``O = N*s + c``, ``Conv2DBackpropInput`` expects
-    ``N = ceil(O/s)`` for "SAME", with pad-before ``(k - s - c) // 2``, and
-    ``N = floor((O-k)/s) + 1`` for "VALID", with no pad-before. Every
-    geometry Keras accepts matches one of the two.
-    """
-    g = plan.geometry
-    before, after = g.conv_padding
-    strings = set()
-    if before == 0 and -g.stride < after <= 0:
-        strings.add("VALID")
-    if -g.stride < g.extra <= 0 and after >= 0 and before == (before + after) // 2:
-        strings.add("SAME")
-    return strings
-
-
 def native(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     """TensorFlow's own transposed-convolution kernel, ``Conv2DBackpropInput``.
 
@@ -314,7 +296,7 @@ def native(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     """
     shape = tf.shape(x)
     strides = [1, plan_h.stride, plan_w.stride, 1]
-    common = _tf_padding(plan_h) & _tf_padding(plan_w)
+    common = plan_h.geometry.adjoint.tf_paddings() & plan_w.geometry.adjoint.tf_paddings()
     plans = (plan_h, plan_w)
     if common:
         sizes = [shape[a + 1] * p.stride + p.geometry.extra for a, p in enumerate(plans)]

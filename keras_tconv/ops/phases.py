@@ -58,6 +58,14 @@ class AxisGeometry:
     extra: int
 
     @property
+    def adjoint(self) -> "StridedAxis":
+        """This axis of the adjoint strided correlation (output -> input),
+        which computes the input gradient and, with the roles of its operands
+        swapped, the kernel gradient."""
+        before, after = self.conv_padding
+        return StridedAxis(self.stride, self.kernel_size, self.extra, before, after)
+
+    @property
     def conv_padding(self) -> tuple[int, int]:
         """(before, after) padding of the output for its adjoint convolution.
 
@@ -69,6 +77,43 @@ class AxisGeometry:
         the output receive no input pixel.
         """
         return self.crop, self.kernel_size - self.stride - self.extra - self.crop
+
+
+@dataclasses.dataclass(frozen=True)
+class StridedAxis:
+    """One axis of a strided correlation that maps an input of length
+    ``L = N*stride + extra`` to ``N`` outputs (``extra`` static, ``N`` maybe not).
+
+    Attributes:
+        stride, kernel_size: of the correlation.
+        extra: ``L - N*stride``.
+        before, after: explicit padding of the input; a negative ``after``
+            crops that many trailing positions, which no output reads.
+    """
+
+    stride: int
+    kernel_size: int
+    extra: int
+    before: int
+    after: int
+
+    def tf_paddings(self) -> set[str]:
+        """The padding strings with which TensorFlow's kernels compute this
+        axis exactly as the explicit padding does, for every ``N``.
+
+        "VALID" reads from position 0 and yields ``floor((L-k)/s) + 1``
+        outputs, which is ``N`` when ``k - s <= extra < k`` (it drops a
+        trailing remainder, as a negative ``after`` does). "SAME" yields
+        ``ceil(L/s)``, which is ``N`` when ``-s < extra <= 0``, and pads
+        ``(k - s - extra) // 2`` in front.
+        """
+        s, k, e = self.stride, self.kernel_size, self.extra
+        strings = set()
+        if self.before == 0 and k - s <= e < k:
+            strings.add("VALID")
+        if -s < e <= 0 and self.after >= 0 and self.before == (self.before + self.after) // 2:
+            strings.add("SAME")
+        return strings
 
 
 def axis_geometry(

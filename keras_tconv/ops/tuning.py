@@ -1,0 +1,241 @@
+"""Measured choice of a lowering: time the candidates once per layer geometry, on the device at hand.
+
+Which lowering is fastest depends on the kernel library (oneDNN and Eigen
+rank them differently), the device, the dtype and the shapes, so
+``implementation="auto"`` measures: the first time a geometry is traced, the
+candidates run eagerly (outside the graph being traced, on the same device,
+with random inputs of the traced shapes), interleaved in rounds, and the
+fastest is kept. TensorFlow's own kernel (``native``, what Keras's layer runs)
+is kept unless another is faster beyond the noise (:func:`pick`), so
+swapping the class does not make a layer slower than the measurement can
+tell.
+
+Choices are cached in the process and on disk, so a second run starts at once
+and builds the same graph: one JSON file per device, kernel library,
+TensorFlow version (:func:`cache_path`), in ``$KERAS_TCONV_CACHE_DIR`` or
+else ``$XDG_CACHE_HOME/keras_tconv`` (``~/.cache/keras_tconv``).
+
+No timing happens (the cache, else the static rule of
+:mod:`keras_tconv.ops.auto`) when ``KERAS_TCONV_TUNING=off`` or TensorFlow's
+op determinism is enabled (``tf.config.experimental.enable_op_determinism()``),
+so that two runs build the same graph; inside XLA compilation; and for shapes
+that are unknown when tracing (except the batch, tuned at
+:data:`REPRESENTATIVE_BATCH` and at batch 1, see :func:`pick`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import tensorflow as tf
+from tensorflow.python.framework import config as tf_config
+from tensorflow.python.ops import control_flow_util
+
+from keras_tconv.ops.platform import cpu_kernel_library
+
+log = logging.getLogger("keras_tconv")
+
+REPRESENTATIVE_BATCH = 16
+# Wall-clock budget of one geometry's measurement, tracing included.
+BUDGET_S = 0.6
+MIN_ROUNDS, MAX_ROUNDS = 1, 15
+# A candidate replaces TensorFlow's kernel only when its median is this much
+# faster, or more if the rounds' spread says the noise is larger.
+MIN_MARGIN = 0.05
+
+_lock = threading.Lock()
+_memory: dict[str, "Choice"] = {}
+_made: list["Choice"] = []
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """One geometry's lowering, how it was decided, and what was measured.
+
+    Attributes:
+        key: the cache key (geometry, shapes, dtype).
+        implementation: the lowering kept.
+        source: ``"measured"``, ``"cache"`` or ``"static rule"``.
+        times_ms: per candidate, median milliseconds per call at each
+            measured batch (empty unless measured in this or an earlier run).
+    """
+
+    key: str
+    implementation: str
+    source: str
+    times_ms: dict = dataclasses.field(default_factory=dict)
+
+    def describe(self) -> str:
+        times = "; ".join(
+            f"{impl} " + ", ".join(f"{t:.3g}" for t in by_batch.values()) + " ms"
+            for impl, by_batch in self.times_ms.items()
+        )
+        return f"{self.key}: {self.implementation} ({self.source}{'; ' + times if times else ''})"
+
+
+def tuning_enabled() -> bool:
+    """False when ``KERAS_TCONV_TUNING=off`` or op determinism is enabled."""
+    if os.environ.get("KERAS_TCONV_TUNING", "on").lower() in ("0", "off", "false", "no"):
+        return False
+    return not tf_config.is_op_determinism_enabled()
+
+
+def in_xla_context() -> bool:
+    """Whether the graph being built is compiled by XLA (``jit_compile=True``)."""
+    graph = tf.compat.v1.get_default_graph()
+    return control_flow_util.GraphOrParentsInXlaContext(graph)
+
+
+def device_name(device_hint: str = "") -> str:
+    """The device a layer runs on, as a cache-key part: its GPU's name, or
+    the CPU model and kernel library. ``device_hint`` is the input tensor's
+    device where known (empty while tracing without a device scope, which
+    means TensorFlow's default: the first GPU if there is one)."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus and "CPU" not in device_hint.upper():
+        return f"GPU {tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)}"
+    return f"CPU {_cpu_model()} {cpu_kernel_library()}"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cache_path(device: str) -> Path:
+    """The cache file for ``device`` and this TensorFlow."""
+    root = os.environ.get("KERAS_TCONV_CACHE_DIR")
+    if root is None:
+        root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "keras_tconv"
+    name = f"{device} tf{tf.__version__}".replace("/", "_")
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+    return Path(root) / f"{safe}.json"
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write(path: Path, key: str, choice: Choice) -> None:
+    """Adds one entry to the cache file (read, merge, atomic replace)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        entries = _read(path)
+        entries[key] = {"implementation": choice.implementation, "times_ms": choice.times_ms}
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
+            json.dump(entries, tmp, indent=1, sort_keys=True)
+        os.replace(tmp.name, path)
+    except OSError as error:  # a read-only home must not break a model
+        log.warning("keras_tconv: could not write the tuning cache %s: %s", path, error)
+
+
+def pick(times: dict, spreads: dict, batches: tuple) -> str:
+    """The margin rule: the lowering to keep from per-batch median times.
+
+    ``times[impl][batch]`` are medians, ``spreads[impl][batch]`` the relative
+    interquartile ranges of the rounds. A candidate is eligible when, at every
+    measured batch, it is not slower than ``native`` beyond the margin; the
+    winner is the eligible candidate fastest at the first (representative)
+    batch, if it beats ``native`` there by more than the margin:
+    ``max(MIN_MARGIN, spread of both)``. Otherwise ``native``.
+    """
+    native = times["native"]
+    best, best_time = "native", native[batches[0]]
+    for impl, by_batch in times.items():
+        if impl == "native":
+            continue
+        margins = {b: max(MIN_MARGIN, spreads[impl][b], spreads["native"][b]) for b in batches}
+        if any(by_batch[b] > native[b] * (1 + margins[b]) for b in batches[1:]):
+            continue
+        if by_batch[batches[0]] < native[batches[0]] * (1 - margins[batches[0]]) and by_batch[batches[0]] < best_time:
+            best, best_time = impl, by_batch[batches[0]]
+    return best
+
+
+def _measure(runners: dict, batches: tuple) -> tuple[dict, dict]:
+    """Interleaved rounds of every runner at every batch within the budget;
+    per runner and batch, the median seconds per call and the relative IQR."""
+    start = time.perf_counter()
+    for run in runners.values():  # warm-up: trace once, first run at each batch
+        for b in batches:
+            run(b)
+    samples = {impl: {b: [] for b in batches} for impl in runners}
+    rounds = 0
+    while rounds < MAX_ROUNDS and (rounds < MIN_ROUNDS or time.perf_counter() - start < BUDGET_S):
+        for impl in runners if rounds % 2 == 0 else reversed(runners):
+            for b in batches:
+                t0 = time.perf_counter()
+                runners[impl](b)
+                samples[impl][b].append(time.perf_counter() - t0)
+        rounds += 1
+    medians, spreads = {}, {}
+    for impl, by_batch in samples.items():
+        medians[impl], spreads[impl] = {}, {}
+        for b, values in by_batch.items():
+            medians[impl][b] = median = statistics.median(values)
+            if len(values) > 1 and median:
+                q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+                spreads[impl][b] = (q3 - q1) / median
+            else:
+                spreads[impl][b] = 0.0
+    return medians, spreads
+
+
+def choose(key: str, candidates: tuple, make_runner, batches: tuple, fallback: str, device_hint: str = "") -> Choice:
+    """The lowering for ``key``: from the process's memory, the disk cache, a
+    measurement, or ``fallback`` (the static rule's pick) where timing is off.
+
+    ``make_runner(impl)`` returns a callable that runs the layer forward once
+    with ``impl`` at a given batch size; it is only called to measure, in
+    eager mode on the layer's device.
+    """
+    with _lock:
+        if key in _memory:
+            return _memory[key]
+        device = device_name(device_hint)
+        path = cache_path(device)
+        cached = _read(path).get(key)
+        if cached is not None:
+            choice = Choice(key, cached["implementation"], "cache", cached.get("times_ms", {}))
+        elif not tuning_enabled() or in_xla_context() or len(candidates) < 2:
+            choice = Choice(key, fallback, "static rule")
+        else:
+            with tf.init_scope(), tf.device("/GPU:0" if device.startswith("GPU") else "/CPU:0"):
+                medians, spreads = _measure({impl: make_runner(impl) for impl in candidates}, batches)
+            times_ms = {impl: {str(b): round(t * 1e3, 4) for b, t in by_batch.items()} for impl, by_batch in medians.items()}
+            choice = Choice(key, pick(medians, spreads, batches), "measured", times_ms)
+            _write(path, key, choice)
+        _memory[key] = choice
+        _made.append(choice)
+        log.info("keras_tconv auto: %s", choice.describe())
+        return choice
+
+
+def choices() -> list[Choice]:
+    """The choices ``auto`` made in this process, in order (one per geometry)."""
+    with _lock:
+        return list(_made)
+
+
+def clear_memory() -> None:
+    """Forgets the choices made in this process (the disk cache stays)."""
+    with _lock:
+        _memory.clear()
+        _made.clear()
