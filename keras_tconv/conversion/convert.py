@@ -47,8 +47,10 @@ def convert_model(
         inplace: Convert ``model`` itself and return it. By default the
             original is left untouched and a copy is converted; the copy is
             made by a ``.keras`` round trip (``model.save``, then
-            ``keras.saving.load_model``), so the model must be one Keras can
-            save and load, and it keeps its compile and optimizer state. In
+            ``keras.saving.load_model``) and checked layer by layer against
+            the original, weights included, so the model must be one Keras
+            can save and reload (else this raises a ``ValueError`` that says
+            so); the copy keeps the compile and optimizer state. In
             place, the layer objects themselves change class, wherever else
             they are used, and the model's traced ``fit``/``evaluate``/
             ``predict`` functions are dropped so that they retrace; functions
