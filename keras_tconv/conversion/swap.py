@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import keras
 
 from keras_tconv.layers import SegregatedConv2DTranspose
@@ -26,19 +28,19 @@ def swap_class(layer: keras.layers.Conv2DTranspose, cls: type, implementation: s
     reference to it (Functional graph nodes, attributes and containers of
     subclassed layers, optimizer and compile state) sees the new behaviour.
     The new class's own attributes and input spec are taken from a layer that
-    class constructs from the layer's configuration, so they are what
-    constructing it directly would give, and the configuration is validated.
+    class constructs with the layer's arguments, so they are what
+    constructing it directly would give.
 
     A layer that is not built yet builds with its original class's ``build``
     (Keras binds ``build`` per instance at construction): both create the same
     variables, and only the input rank check differs (Keras's accepts rank 4
     and above).
     """
-    config = layer.get_config()
-    if cls is SegregatedConv2DTranspose:
-        config["implementation"] = implementation
-    segregated = SegregatedConv2DTranspose.from_config(config)
-    plain = keras.layers.Conv2DTranspose.from_config({k: v for k, v in config.items() if k != "implementation"})
+    arguments = _constructor_arguments(layer)
+    segregated = SegregatedConv2DTranspose(
+        **arguments, implementation=implementation if cls is SegregatedConv2DTranspose else layer.implementation
+    )
+    plain = keras.layers.Conv2DTranspose(**arguments)
     template = segregated if cls is SegregatedConv2DTranspose else plain
 
     layer.__class__ = cls
@@ -50,6 +52,17 @@ def swap_class(layer: keras.layers.Conv2DTranspose, cls: type, implementation: s
     # Both classes' build keep their constructor's rank rule and add the
     # channel axis, which the layer's current spec holds once built.
     layer.input_spec = keras.layers.InputSpec(**{**template.input_spec.get_config(), "axes": layer.input_spec.axes})
+
+
+def _constructor_arguments(layer: keras.layers.Conv2DTranspose) -> dict:
+    """The arguments of ``keras.layers.Conv2DTranspose`` that made ``layer``, read from its attributes.
+
+    Each argument is stored under its own name; the objects themselves are
+    passed (not a ``get_config`` round trip, which a custom activation,
+    initializer or regularizer may not support).
+    """
+    names = inspect.signature(keras.layers.Conv2DTranspose.__init__).parameters.keys() - {"self", "kwargs"}
+    return {**{name: getattr(layer, name) for name in names}, "name": layer.name, "dtype": layer.dtype_policy}
 
 
 def reset_traced_functions(models) -> None:

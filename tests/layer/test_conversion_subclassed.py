@@ -9,6 +9,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conversion_checks import (
     KerasCT,
     assert_same_outputs,
@@ -200,10 +201,30 @@ class TwoInputs(keras.Model):
         return self.a(x) + self.b(y)
 
 
-@pytest.mark.parametrize("kind", ["unserializable", "two_inputs"])
+class Shrink(keras.regularizers.Regularizer):
+    """A regularizer without get_config: its layer cannot be serialized."""
+
+    def __call__(self, weights):
+        return 0.01 * keras.ops.sum(weights * weights)
+
+
+def _regularized():
+    inputs = keras.Input((4, 4, 3))
+    up = KerasCT(2, 3, strides=2, activation=tf.nn.leaky_relu, kernel_regularizer=Shrink())
+    return keras.Model(inputs, up(inputs))
+
+
+CANNOT_COPY = {
+    "unserializable_argument": lambda x: (Scaled(lambda t: 2 * t), (x,)),
+    "unserializable_regularizer": lambda x: (_regularized(), (x,)),
+    "two_positional_inputs": lambda x: (TwoInputs(), (x, x)),
+}
+
+
+@pytest.mark.parametrize("kind", list(CANNOT_COPY))
 @pytest.mark.filterwarnings("ignore:Model '.*' had a build config")
 def test_model_keras_cannot_copy_converts_in_place(kind, x):
-    model, inputs = (Scaled(lambda t: 2 * t), (x,)) if kind == "unserializable" else (TwoInputs(), (x, x))
+    model, inputs = CANNOT_COPY[kind](x)
     expected = np.asarray(model(*inputs))
     with pytest.raises(ValueError, match=r"could not copy model .*inplace=True"):
         convert_model(model)
