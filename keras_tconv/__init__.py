@@ -6,8 +6,15 @@ Layout: :mod:`keras_tconv.ops` (the op and its lowerings) ->
 """
 
 from keras_tconv import ops
-from keras_tconv.conversion import convert_model
+from keras_tconv.conversion import ConversionReport, convert_model
 from keras_tconv.layers import SegregatedConv2DTranspose
 from keras_tconv.ops import lowering_target, tuning_choices
 
-__all__ = ["SegregatedConv2DTranspose", "convert_model", "lowering_target", "ops", "tuning_choices"]
+__all__ = [
+    "ConversionReport",
+    "SegregatedConv2DTranspose",
+    "convert_model",
+    "lowering_target",
+    "ops",
+    "tuning_choices",
+]
