@@ -5,7 +5,9 @@ batch (channels last). The ``models`` suite holds layers from published
 models, so that speedups are reported for shapes people actually run; the
 ``paper`` suite mirrors the two experiments of the kernel-segregation paper
 (arXiv 2209.03704); ``serving`` is the ``models`` suite at batch 1; ``quick``
-holds a few tiny shapes, some with odd edge cases, for the CI smoke test.
+holds a few tiny shapes, some with odd edge cases, for the CI smoke test;
+``sample`` and ``holdout`` are seeded random realistic layers, the first for
+fitting ``auto``'s static rule, the second for reporting only.
 """
 
 from __future__ import annotations
@@ -137,7 +139,52 @@ QUICK = (
     Shape("tiny_k3_outpad", "smoke test", 2, 4, 5, 2, 5, _square(3), padding="valid", output_padding=(1, 0)),
 )
 
+def random_layers(seed: int, count: int, prefix: str) -> tuple[Shape, ...]:
+    """``count`` seeded random layers of the kinds decoders and generators use.
+
+    Kernel 2-5; stride 2, sometimes 3 or 4 (never above the kernel); input and
+    output channels log-uniform in 1-512; square spatial size log-uniform in
+    4-128 (shrunk while the input would exceed 2**21 values); batch from
+    {1, 2, 4, 8, 16, 32, 64} (shrunk while the layer would exceed 2**30
+    multiply-accumulates, so that one layer stays measurable in seconds);
+    "same" padding mostly; with or without bias; activation none or relu.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    shapes = []
+    for index in range(count):
+        kernel = int(rng.integers(2, 6))
+        stride = int(rng.choice([2, 2, 2, 2, 3, 4]))
+        stride = min(stride, kernel)
+        channels, filters = (int(round(2 ** rng.uniform(0, 9))) for _ in range(2))
+        size = int(round(2 ** rng.uniform(2, 7)))
+        batch = int(rng.choice([1, 2, 4, 8, 16, 32, 64]))
+        while size > 4 and size * size * channels > 2**21:
+            size //= 2
+        while batch > 1 and batch * size * size * channels * filters * kernel * kernel > 2**30:
+            batch //= 2
+        shapes.append(
+            Shape(
+                f"{prefix}{index:02d}",
+                f"random layer (seed {seed})",
+                batch, size, size, channels, filters, _square(kernel), _square(stride),
+                padding="same" if rng.random() < 0.8 else "valid",
+                activation="relu" if rng.random() < 0.5 else None,
+                use_bias=bool(rng.random() < 0.7),
+            )
+        )
+    return tuple(shapes)
+
+
+# The static rule of keras_tconv.ops.auto is fitted on SAMPLE (tools/fit_static_rule.py);
+# HOLDOUT, drawn with another seed, is for reporting only: nothing is fitted on it.
+SAMPLE = random_layers(seed=2026, count=40, prefix="sample")
+HOLDOUT = random_layers(seed=7, count=24, prefix="holdout")
+
 SUITES: dict[str, tuple[Shape, ...]] = {
+    "holdout": HOLDOUT,
+    "sample": SAMPLE,
     "paper": PAPER,
     "models": MODELS,
     "serving": tuple(shape.with_batch(1) for shape in MODELS),

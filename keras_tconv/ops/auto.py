@@ -43,15 +43,86 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
+import functools
 
 from keras_tconv.ops.lowerings import stacked_window
 from keras_tconv.ops.phases import AxisPlan
+from keras_tconv.ops.platform import cpu_kernel_library
 
 TARGETS = ("tensorflow", "litert")
-MAX_NATIVE_FILTERS = 4
-MIN_CHANNELS = 16
-WIDE_CHANNELS = 256
-MIN_SEGREGATED_WORK = 2**15
+
+
+@dataclasses.dataclass(frozen=True)
+class StaticRule:
+    """The decision list of the ``"tensorflow"`` target, with its thresholds
+    and the lowering of each branch as parameters (fitted per CPU kernel
+    library by ``tools/fit_static_rule.py``).
+
+    Branches, first match wins:
+
+    1. ``filters <= few_filters`` from ``channels >= min_channels``:
+       ``few_filters_pick``.
+    2. No stacked tap wasted (every stride divides its kernel) or fewer than
+       ``min_channels`` filters or input channels: ``exact_wide_pick`` with
+       ``min_channels`` or more filters, else ``exact_narrow_pick``.
+    3. Every phase keeps two taps per axis, or ``wide_channels`` or more
+       channels: ``many_taps_pick``.
+    4. Otherwise (k=3, s=2 and alike, with a 1-tap phase): ``rest_pick``.
+
+    A segregated pick with known rows of work (batch x height x width) below
+    ``min_work / min(filters, channels)`` gives way to ``native``
+    (:meth:`native_below_rows`).
+    """
+
+    few_filters: int = 4
+    min_channels: int = 16
+    wide_channels: int = 256
+    min_work: int = 2**15
+    few_filters_pick: str = "native"
+    exact_wide_pick: str = "rows"
+    exact_narrow_pick: str = "unified"
+    many_taps_pick: str = "split"
+    rest_pick: str = "native"
+
+    def by_shape(self, kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan) -> str:
+        filters, channels = kernel_shape[2:]
+        exact = stacked_waste(plan_h, plan_w) <= 1.0
+        narrow = min(filters, channels) < self.min_channels
+        if filters <= self.few_filters and channels >= self.min_channels:
+            return self.few_filters_pick
+        if exact or narrow:
+            return self.exact_wide_pick if filters >= self.min_channels else self.exact_narrow_pick
+        if min(_fewest_taps(plan_h), _fewest_taps(plan_w)) >= 2 or min(filters, channels) >= self.wide_channels:
+            return self.many_taps_pick
+        return self.rest_pick
+
+    def native_below_rows(self, kernel_shape, implementation: str) -> int:
+        """Rows of work below which ``native`` replaces ``implementation`` (0: never).
+
+        A segregated lowering re-lays the kernel out on every call (a gather
+        and a transpose), which TensorFlow's kernel does not; with few rows
+        of work that per-call cost outweighs the faster convolutions. Layers
+        with fewer than ``min_channels`` channels have kernels too small for
+        this to matter.
+        """
+        filters, channels = kernel_shape[2:]
+        if implementation == "native" or min(filters, channels) < self.min_channels:
+            return 0
+        return -(-self.min_work // min(filters, channels))
+
+    def choose(self, kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan, rows: int | None = None) -> str:
+        choice = self.by_shape(kernel_shape, plan_h, plan_w)
+        if rows is not None and rows < self.native_below_rows(kernel_shape, choice):
+            return "native"
+        return choice
+
+
+# Fitted per CPU kernel library on the benchmark's "sample" suite (see the README).
+RULES = {
+    "Eigen": StaticRule(),
+    "oneDNN": StaticRule(),
+}
 
 _target = contextvars.ContextVar("keras_tconv_lowering_target", default="tensorflow")
 
@@ -79,6 +150,7 @@ def lowering_target(target: str):
         _target.reset(token)
 
 
+@functools.lru_cache(maxsize=4096)
 def stacked_waste(plan_h: AxisPlan, plan_w: AxisPlan) -> float:
     """Multiplications of the stacked ("unified") kernel per useful one."""
     window_h, window_w = stacked_window(plan_h, plan_w)
@@ -86,6 +158,7 @@ def stacked_waste(plan_h: AxisPlan, plan_w: AxisPlan) -> float:
     return slots / (plan_h.geometry.kernel_size * plan_w.geometry.kernel_size)
 
 
+@functools.lru_cache(maxsize=4096)
 def _fewest_taps(plan: AxisPlan) -> int:
     """Taps of the thinnest phase along one axis (0 if the stride exceeds the kernel)."""
     return min(len(phase.taps) for phase in plan.phases)
@@ -100,47 +173,9 @@ def choose_implementation(kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan, batc
     """The static rule's lowering for a kernel ``(kh, kw, filters,
     in_channels)`` under the current :func:`lowering_target`, given the
     input's batch and spatial size where known."""
-    choice = _by_shape(kernel_shape, plan_h, plan_w)
-    rows = None if None in (batch, height, width) else batch * height * width
-    if rows is not None and rows < native_below_rows(kernel_shape, choice):
-        return "native"
-    return choice
-
-
-def _by_shape(kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan) -> str:
-    filters, channels = kernel_shape[2:]
-    exact = stacked_waste(plan_h, plan_w) <= 1.0
-    narrow = min(filters, channels) < MIN_CHANNELS
     if _target.get() == "litert":
-        return "unified" if exact or narrow else "split"
-    if filters <= MAX_NATIVE_FILTERS and channels >= MIN_CHANNELS:
-        return "native"
-    if exact or narrow:
-        return "rows" if filters >= MIN_CHANNELS else "unified"
-    if min(_fewest_taps(plan_h), _fewest_taps(plan_w)) >= 2 or min(filters, channels) >= WIDE_CHANNELS:
-        return "split"
-    return "native"
-
-
-def native_below_rows(kernel_shape, implementation: str) -> int:
-    """Rows of work below which TensorFlow's kernel beats ``implementation``
-    (0: never), for the choice :func:`choose_implementation` made.
-
-    A segregated lowering re-lays the kernel out on every call (a gather and
-    a transpose), which TensorFlow's kernel does not; with few rows of work
-    (batch x input height x input width) that per-call cost outweighs the
-    faster convolutions (with the batch unknown, the rule assumes a large
-    one). Measured forward at batch 1-16 on the DCGAN and TF
-    DCGAN layers of the models suite, the segregated lowering wins once
-    ``rows * min(filters, in_channels)`` reaches about ``2**15`` (DCGAN
-    512 -> 256 on 4x4 inputs: 0.37x at batch 1, a tie at 4, 1.7x at 8; TF DCGAN
-    128 -> 64 on 7x7: 0.51x at 1, a tie at 8, 1.2x at 16); checked on U-Net,
-    LapSRN and SRDenseNet layers at batch 1-4, where every batch left on the
-    segregated lowering measured 0.97-1.51x of Keras's layer. Layers with fewer
-    than 16 channels have kernels too small for this to matter, and TFLite
-    folds the re-layout into constant weights.
-    """
-    filters, channels = kernel_shape[2:]
-    if _target.get() == "litert" or implementation == "native" or min(filters, channels) < MIN_CHANNELS:
-        return 0
-    return -(-MIN_SEGREGATED_WORK // min(filters, channels))
+        filters, channels = kernel_shape[2:]
+        exact = stacked_waste(plan_h, plan_w) <= 1.0
+        return "unified" if exact or min(filters, channels) < 16 else "split"
+    rows = None if None in (batch, height, width) else batch * height * width
+    return RULES[cpu_kernel_library()].choose(kernel_shape, plan_h, plan_w, rows)

@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from keras_tconv import SegregatedConv2DTranspose, lowering_target
-from keras_tconv.ops.auto import choose_implementation
+from keras_tconv.ops import auto
+from keras_tconv.ops.auto import StaticRule, choose_implementation
 from keras_tconv.ops.conv2d_transpose import plan_axes
 
 # (kernel, stride, padding, filters, in_channels) -> choice for TensorFlow, choice for LiteRT.
@@ -34,6 +35,13 @@ CASES = [
 def _choose(kernel, stride, padding, filters, channels):
     shape = (*kernel, filters, channels)
     return choose_implementation(shape, *plan_axes(shape, stride, padding, None))
+
+
+@pytest.fixture(autouse=True)
+def default_rule(monkeypatch):
+    """The cases below check the decision list with its default parameters,
+    whatever the fitted per-library rules say."""
+    monkeypatch.setitem(auto.RULES, auto.cpu_kernel_library(), StaticRule())
 
 
 @pytest.mark.parametrize("kernel,stride,padding,filters,channels,tensorflow,litert", CASES)
@@ -69,14 +77,20 @@ def test_unknown_target_is_rejected():
 
 
 def test_native_below_rows():
-    from keras_tconv.ops.auto import native_below_rows
+    rule = StaticRule()
+    assert rule.native_below_rows((4, 4, 256, 512), "rows") == 128  # 2**15 / 256
+    assert rule.native_below_rows((5, 5, 64, 128), "split") == 512
+    assert rule.native_below_rows((4, 4, 3, 3), "unified") == 0  # small kernels: never worth it
+    assert rule.native_below_rows((5, 5, 1, 64), "native") == 0
 
-    assert native_below_rows((4, 4, 256, 512), "rows") == 128  # 2**15 / 256
-    assert native_below_rows((5, 5, 64, 128), "split") == 512
-    assert native_below_rows((4, 4, 3, 3), "unified") == 0  # small kernels: never worth it
-    assert native_below_rows((5, 5, 1, 64), "native") == 0
-    with lowering_target("litert"):
-        assert native_below_rows((4, 4, 256, 512), "rows") == 0
+
+def test_rule_per_kernel_library():
+    assert set(auto.RULES) == {"Eigen", "oneDNN"}
+    shape = (3, 3, 32, 64)
+    plans = plan_axes(shape, 2, "same", None)
+    for pick in ("unified", "split"):
+        auto.RULES[auto.cpu_kernel_library()] = StaticRule(rest_pick=pick)
+        assert choose_implementation(shape, *plans) == pick
 
 
 def test_static_rule_takes_tensorflows_kernel_for_few_rows():
