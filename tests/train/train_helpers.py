@@ -72,8 +72,10 @@ def train_command(
 
 def subprocess_env() -> dict[str, str]:
     """The environment of test subprocesses: quiet TensorFlow, no GPU, so that
-    results do not depend on the machine."""
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    results do not depend on the machine, and the checkout on the import path,
+    where the (not installed) training application lives."""
+    python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": python_path}
 
 
 def run_training(*overrides: str, cwd: Path, **options) -> subprocess.CompletedProcess:
