@@ -147,7 +147,7 @@ def _mode_tables(mode: str, shapes: dict, impls: list[str]) -> list[str]:
 
 
 def _tflite_ops(shapes: dict, impls: list[str]) -> list[str]:
-    lines = ["", "Ops of each converted model (XNNPACK: whether the delegate took ops).", ""]
+    lines = ["", "Ops of each converted model, all subgraphs (XNNPACK: whether the delegate took ops).", ""]
     body = []
     for name, by_impl in shapes.items():
         for impl in impls:

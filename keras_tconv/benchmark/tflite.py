@@ -8,6 +8,8 @@ which XNNPACK does not take) under ``lowering_target("litert")``, so that
 models run in ai-edge-litert's interpreter with its default XNNPACK delegate
 and a fixed thread count, timed interleaved like the TensorFlow cases.
 Implementations that fail to convert are reported with the error instead.
+:func:`subgraph_ops` lists a converted model's ops from its flatbuffer, for
+the report and the tests.
 """
 
 from __future__ import annotations
@@ -22,11 +24,43 @@ import keras
 import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
+from tensorflow.lite.python import schema_py_generated as schema
 
 from keras_tconv import lowering_target
 from keras_tconv.benchmark import impls
 from keras_tconv.benchmark.suites import Shape
 from keras_tconv.benchmark.timing import Timing, measure
+
+_BUILTIN_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+
+
+def subgraph_ops(model: bytes) -> list[tuple[str, ...]]:
+    """The op names of every subgraph of a TFLite flatbuffer, in execution
+    order, the main subgraph first.
+
+    Read from the flatbuffer with TensorFlow's schema, because the
+    interpreter's op listing (``_get_ops_details``) covers the main subgraph
+    only: the branches of an ``IF`` and the bodies of a ``WHILE`` are further
+    subgraphs. Builtin ops are named as in TFLite's ``BuiltinOperator``,
+    custom ops by their custom code.
+    """
+    parsed = schema.Model.GetRootAs(model, 0)
+    names = []
+    for index in range(parsed.OperatorCodesLength()):
+        code = parsed.OperatorCodes(index)
+        # Codes above 127 live in builtin_code only; older files keep small codes in the deprecated field.
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        names.append(code.CustomCode().decode() if builtin == schema.BuiltinOperator.CUSTOM else _BUILTIN_NAMES[builtin])
+    subgraphs = (parsed.Subgraphs(index) for index in range(parsed.SubgraphsLength()))
+    return [
+        tuple(names[subgraph.Operators(op).OpcodeIndex()] for op in range(subgraph.OperatorsLength()))
+        for subgraph in subgraphs
+    ]
+
+
+def model_ops(model: bytes) -> tuple[str, ...]:
+    """The op names of all subgraphs of a TFLite flatbuffer, one after the other."""
+    return tuple(op for ops in subgraph_ops(model) for op in ops)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,12 +136,15 @@ def run_shape(
     layers = impls.build_layers(shape, implementations, seed)
     x = np.random.default_rng(seed + 3).standard_normal(shape.input_shape, dtype=np.float32)
     reference = layers["keras"](x).numpy()
-    interpreters, failures = {}, {}
+    interpreters, ops, failures = {}, {}, {}
     for impl, layer in layers.items():
         try:
-            interpreters[impl] = _interpreter(convert(layer, shape.input_shape), threads, x)
+            model = convert(layer, shape.input_shape)
+            interpreters[impl] = _interpreter(model, threads, x)
         except Exception as error:  # noqa: BLE001 - a failed conversion is a result, not a crash
             failures[impl] = _summarize(error)
+            continue
+        ops[impl] = model_ops(model)
     timings = measure(
         {impl: interpreter.invoke for impl, interpreter in interpreters.items()},
         sync=lambda _: None,
@@ -121,8 +158,8 @@ def run_shape(
             results.append(TfliteResult(impl, (), False, None, None, failures[impl]))
             continue
         interpreter = interpreters[impl]
-        names = tuple(op["op_name"] for op in interpreter._get_ops_details())
+        # The delegate replaces nodes of the main subgraph, which is all the interpreter lists.
+        delegated = any(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
         err = impls.max_relative_error(_output(interpreter), reference)
-        ops = tuple(name for name in names if name != "DELEGATE")
-        results.append(TfliteResult(impl, ops, "DELEGATE" in names, timings[impl], err))
+        results.append(TfliteResult(impl, ops[impl], delegated, timings[impl], err))
     return results
