@@ -3,21 +3,17 @@
 The CSV has one row per shape, mode and implementation (TFLite rows have mode
 ``tflite``); the Markdown report turns the same rows into per-mode tables of
 time and speedup over Keras, efficiency against the dense-conv ceiling, peak
-memory, and TFLite ops; the plot shows the speedups.
+memory, and TFLite ops; the plot (matplotlib, the ``bench`` extra) shows the
+speedups.
 """
 
 from __future__ import annotations
 
 import collections
 import csv
+import importlib.util
 import math
 from pathlib import Path
-
-import matplotlib
-import matplotlib.ticker
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 
 COLUMNS = (
     "suite", "device", "mode", "shape", "layer", "source",
@@ -173,8 +169,19 @@ def write_markdown(rows: list[dict], header_lines: list[str], path: Path) -> Non
     path.write_text("\n".join(lines) + "\n")
 
 
+def can_plot() -> bool:
+    """Whether matplotlib, which :func:`plot_speedups` needs (the ``bench`` extra), is installed."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def plot_speedups(rows: list[dict], path: Path) -> None:
     """Grouped bars of speedup over keras, one panel per mode, log scale with 1x marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
     grouped = _by_mode(rows)
     impls = [impl for impl in _impls(rows) if impl != "keras"]
     n_shapes = max(len(shapes) for shapes in grouped.values())

@@ -8,6 +8,9 @@ which XNNPACK does not take) under ``lowering_target("litert")``, so that
 models run in ai-edge-litert's interpreter with its default XNNPACK delegate
 and a fixed thread count, timed interleaved like the TensorFlow cases.
 Implementations that fail to convert are reported with the error instead.
+
+ai-edge-litert comes with the ``bench`` extra and is imported only when a
+model runs, so that the rest of the benchmark works on the base install.
 :func:`subgraph_ops` lists a converted model's ops from its flatbuffer, for
 the report and the tests.
 """
@@ -16,22 +19,33 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import os
 import sys
 import tempfile
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
 from tensorflow.lite.python import schema_py_generated as schema
 
 from keras_tconv import lowering_target
-from keras_tconv.benchmark import impls
+from keras_tconv.benchmark import BENCH_EXTRA, impls
 from keras_tconv.benchmark.suites import Shape
 from keras_tconv.benchmark.timing import Timing, measure
 
+if TYPE_CHECKING:
+    from ai_edge_litert.interpreter import Interpreter
+
+LITERT_MISSING = f"--tflite needs LiteRT (ai-edge-litert), which the base install lacks: {BENCH_EXTRA}"
+
 _BUILTIN_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+
+
+def litert_available() -> bool:
+    """Whether ai-edge-litert is installed (the ``bench`` extra)."""
+    return importlib.util.find_spec("ai_edge_litert") is not None
 
 
 def subgraph_ops(model: bytes) -> list[tuple[str, ...]]:
@@ -111,6 +125,8 @@ def _summarize(error: Exception) -> str:
 
 
 def _interpreter(model: bytes, threads: int, x: np.ndarray) -> Interpreter:
+    from ai_edge_litert.interpreter import Interpreter  # the bench extra; see litert_available
+
     interpreter = Interpreter(model_content=model, num_threads=threads)
     interpreter.allocate_tensors()
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)

@@ -1,7 +1,9 @@
 """Smoke test of ``python -m keras_tconv.benchmark``: it runs and writes its outputs.
 
 Runs the tiny ``quick`` suite with as little timing as possible and checks
-the shape of what comes out, never the timings themselves.
+the shape of what comes out, never the timings themselves. A subprocess in
+which the ``bench`` extra cannot be imported runs what the base install
+offers.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import csv
 import math
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import tensorflow as tf
@@ -89,3 +92,41 @@ def test_module_entry_point_with_memory(tmp_path):
     assert [row["impl"] for row in rows] == ["keras"]
     assert float(rows[0]["peak_mem_mb"]) >= 0
     assert "Peak memory" in (tmp_path / "results.md").read_text()
+
+
+# Runs the benchmark's entry point as on the base install: the bench extra's modules cannot be imported.
+BASE_INSTALL_SCRIPT = textwrap.dedent(
+    """
+    import runpy
+    import sys
+
+    # Python's way of marking a module absent: importing it raises ModuleNotFoundError,
+    # importlib.util.find_spec returns None.
+    for name in ("ai_edge_litert", "matplotlib", "tqdm"):
+        sys.modules[name] = None
+    for arguments in (["--help"], ["--tflite", "--list"], sys.argv[1:]):
+        sys.argv = ["keras_tconv.benchmark", *arguments]
+        try:
+            runpy.run_module("keras_tconv.benchmark", run_name="__main__", alter_sys=True)
+        except SystemExit as exit:
+            print("EXIT", exit.code, flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_base_install_runs_everything_but_litert(tmp_path):
+    """Without the bench extra: ``--help`` works, ``--tflite`` names the extra,
+    and a TensorFlow run writes its tables without the plot."""
+    command = [sys.executable, "-c", BASE_INSTALL_SCRIPT, *FAST, "--shapes", "tiny_k3_same", "--mode", "forward",
+               "--impls", "keras", "--out", str(tmp_path)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.count("EXIT 0") == 2 and "EXIT 2" in completed.stdout
+    assert "usage: python -m keras_tconv.benchmark" in completed.stdout
+    assert 'error: --tflite needs LiteRT (ai-edge-litert), which the base install lacks: ' \
+           'pip install "keras-tconv[bench]"' in completed.stderr
+    assert 'speedup.png not written: the plot needs matplotlib (pip install "keras-tconv[bench]")' in completed.stdout
+    assert [row["impl"] for row in _rows(tmp_path)] == ["keras"]
+    assert "## forward" in (tmp_path / "results.md").read_text()
+    assert not (tmp_path / "speedup.png").exists()
