@@ -2,8 +2,9 @@
 
 The CSV has one row per shape, mode and implementation (TFLite rows have mode
 ``tflite``); the Markdown report turns the same rows into per-mode tables of
-time and speedup over Keras, efficiency against the dense-conv ceiling, peak
-memory, and TFLite ops; the plot (matplotlib, the ``bench`` extra) shows the
+time and speedup over Keras (shapes too small to measure more than per-call
+overhead marked), efficiency against the dense-conv ceiling, peak memory, and
+TFLite ops; the plot (matplotlib, the ``bench`` extra) shows the
 speedups.
 """
 
@@ -20,11 +21,16 @@ COLUMNS = (
     "batch", "height", "width", "in_channels", "filters", "kernel_h", "kernel_w", "stride_h", "stride_w",
     "padding", "output_padding", "out_height", "out_width", "macs",
     "impl", "auto_picks", "time_ms", "time_q1_ms", "time_q3_ms", "calls_per_sample", "samples",
-    "speedup_vs_keras", "gflops", "ceiling_ms", "ceiling_gflops", "efficiency",
+    "speedup_vs_keras", "gflops", "ceiling_ms", "ceiling_gflops", "empty_call_ms", "efficiency",
     "max_rel_err", "traces", "peak_mem_mb", "ops", "xnnpack", "error",
 )
 # Relative error (max |impl - keras| / max |keras|) above which the report flags a result.
 ERROR_FLAG = 1e-4
+# A shape is overhead-bound when calling an empty function with its inputs (a tf.function, or a LiteRT
+# model, that computes nothing) takes at least this share of Keras's time: its speedups then measure
+# per-call overhead more than the convolution.
+OVERHEAD_BOUND_SHARE = 0.5
+OVERHEAD_MARK = "†"
 
 
 def geomean(values) -> float:
@@ -69,6 +75,16 @@ def _table(header: list[str], body: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(cells) + " |" for cells in body]
 
 
+def overhead_bound(keras_row: dict) -> bool:
+    """Whether the shape of ``keras_row`` (Keras's row of one shape and mode) is overhead-bound."""
+    empty, keras = keras_row.get("empty_call_ms"), keras_row.get("time_ms")
+    return bool(empty and keras) and empty >= OVERHEAD_BOUND_SHARE * keras
+
+
+def _overhead_bound_shapes(shapes: dict) -> list[str]:
+    return [name for name, by_impl in shapes.items() if overhead_bound(by_impl.get("keras", {}))]
+
+
 def _summary(grouped: dict, impls: list[str]) -> list[str]:
     body = []
     for mode, shapes in grouped.items():
@@ -87,7 +103,13 @@ def _summary(grouped: dict, impls: list[str]) -> list[str]:
                 _fmt(geomean(efficiencies), ".0%") if mode != "tflite" else "–",
             ])
     header = ["mode", "impl", "geomean speedup vs keras", "min (shape)", "max", "geomean efficiency"]
-    return _table(header, body)
+    lines = _table(header, body)
+    bound = {mode: len(_overhead_bound_shapes(shapes)) for mode, shapes in grouped.items()}
+    if any(bound.values()):
+        counts = ", ".join(f"{count} of {len(grouped[mode])} in {mode}" for mode, count in bound.items() if count)
+        lines += ["", f"The geomeans include overhead-bound shapes ({counts}; marked {OVERHEAD_MARK} below), "
+                  "whose speedups measure per-call overhead more than the convolution."]
+    return lines
 
 
 def _mode_tables(mode: str, shapes: dict, impls: list[str]) -> list[str]:
@@ -97,7 +119,8 @@ def _mode_tables(mode: str, shapes: dict, impls: list[str]) -> list[str]:
     body, flags = [], []
     for name, by_impl in shapes.items():
         keras_row = by_impl.get("keras", {})
-        cells = [name, keras_row.get("layer", ""), _fmt(keras_row.get("macs", 0) / 1e6, ".3g"),
+        marked = f"{name} {OVERHEAD_MARK}" if overhead_bound(keras_row) else name
+        cells = [marked, keras_row.get("layer", ""), _fmt(keras_row.get("macs", 0) / 1e6, ".3g"),
                  _fmt(keras_row.get("time_ms"), ".3f")]
         for impl in others:
             row = by_impl.get(impl)
@@ -116,7 +139,7 @@ def _mode_tables(mode: str, shapes: dict, impls: list[str]) -> list[str]:
             if (row.get("traces") or 1) > 1:
                 flags.append(f"- {name} / {impl}: traced {row['traces']} times")
         body.append(cells)
-    lines += _table(header, body)
+    lines += _table(header, body) + _overhead_note(mode, shapes)
     if mode == "tflite":
         return lines + _tflite_ops(shapes, impls)
     lines += ["", "Efficiency: dense-conv ceiling time / impl time, and GFLOP/s. The ceiling is a stride-1 "
@@ -140,6 +163,19 @@ def _mode_tables(mode: str, shapes: dict, impls: list[str]) -> list[str]:
     if flags:
         lines += ["", "**Check these results:**", ""] + flags
     return lines
+
+
+def _overhead_note(mode: str, shapes: dict) -> list[str]:
+    """The footnote on the overhead-bound shapes of one mode's table, if any."""
+    bound = _overhead_bound_shapes(shapes)
+    if not bound:
+        return []
+    empty = "LiteRT model" if mode == "tflite" else "tf.function"
+    times = "; ".join(f"{name}: {shapes[name]['keras']['empty_call_ms']:.3f} of {shapes[name]['keras']['time_ms']:.3f} ms"
+                      for name in bound)
+    return ["", f"{OVERHEAD_MARK} Overhead-bound: invoking an empty {empty} with the same inputs takes at least "
+            f"{OVERHEAD_BOUND_SHARE:.0%} of Keras's time ({times}), so the speedups of these shapes measure "
+            "per-call overhead more than the convolution."]
 
 
 def _tflite_ops(shapes: dict, impls: list[str]) -> list[str]:

@@ -124,6 +124,16 @@ def _summarize(error: Exception) -> str:
     return f"{type(error).__name__}: {(select or lines)[0][:200]}"
 
 
+def _empty_model(input_shape: tuple[int, ...]) -> bytes:
+    """A TFLite model that returns its input: invoking it costs what invoking
+    any model of that input costs before it computes."""
+    module = tf.Module()
+    module.identity = tf.function(tf.identity, input_signature=[tf.TensorSpec(input_shape, tf.float32)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.identity.get_concrete_function()], module)
+    with _stderr_discarded():
+        return converter.convert()
+
+
 def _interpreter(model: bytes, threads: int, x: np.ndarray) -> Interpreter:
     from ai_edge_litert.interpreter import Interpreter  # the bench extra; see litert_available
 
@@ -146,8 +156,12 @@ def run_shape(
     warmup: int,
     min_sample_s: float,
     seed: int = 0,
-) -> list[TfliteResult]:
-    """Convert, check and time every implementation on ``shape`` at batch 1."""
+) -> tuple[list[TfliteResult], Timing]:
+    """Convert, check and time every implementation on ``shape`` at batch 1.
+
+    Returns the results and the time of invoking an empty model
+    (:data:`impls.EMPTY_CALL`), timed with them.
+    """
     shape = shape.with_batch(1)
     layers = impls.build_layers(shape, implementations, seed)
     x = np.random.default_rng(seed + 3).standard_normal(shape.input_shape, dtype=np.float32)
@@ -161,8 +175,9 @@ def run_shape(
             failures[impl] = _summarize(error)
             continue
         ops[impl] = model_ops(model)
+    empty = _interpreter(_empty_model(shape.input_shape), threads, x)
     timings = measure(
-        {impl: interpreter.invoke for impl, interpreter in interpreters.items()},
+        {**{impl: interpreter.invoke for impl, interpreter in interpreters.items()}, impls.EMPTY_CALL: empty.invoke},
         sync=lambda _: None,
         rounds=rounds,
         warmup=warmup,
@@ -178,4 +193,4 @@ def run_shape(
         delegated = any(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
         err = impls.max_relative_error(_output(interpreter), reference)
         results.append(TfliteResult(impl, ops[impl], delegated, timings[impl], err))
-    return results
+    return results, timings[impls.EMPTY_CALL]

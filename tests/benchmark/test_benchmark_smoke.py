@@ -1,9 +1,9 @@
 """Smoke test of ``python -m keras_tconv.benchmark``: it runs and writes its outputs.
 
 Runs the tiny ``quick`` suite with as little timing as possible and checks
-the shape of what comes out, never the timings themselves. A subprocess in
-which the ``bench`` extra cannot be imported runs what the base install
-offers.
+the shape of what comes out, never the timings themselves; the report's
+overhead-bound flag is checked on fixed rows. A subprocess in which the
+``bench`` extra cannot be imported runs what the base install offers.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def test_quick_suite_both_modes_and_tflite(tmp_path):
         if row["error"]:  # an implementation TFLite cannot convert is reported, not timed
             assert row["mode"] == "tflite" and not row["time_ms"]
             continue
-        assert float(row["time_ms"]) > 0
+        assert float(row["time_ms"]) > 0 and float(row["empty_call_ms"]) > 0
         assert math.isfinite(float(row["speedup_vs_keras"]))
         assert float(row["max_rel_err"]) >= 0
         if row["impl"] == "keras":
@@ -92,6 +92,26 @@ def test_module_entry_point_with_memory(tmp_path):
     assert [row["impl"] for row in rows] == ["keras"]
     assert float(rows[0]["peak_mem_mb"]) >= 0
     assert "Peak memory" in (tmp_path / "results.md").read_text()
+
+
+def _keras_row(mode, shape, time_ms, empty_call_ms):
+    return {"mode": mode, "shape": shape, "impl": "keras", "layer": shape, "macs": 1000, "time_ms": time_ms,
+            "empty_call_ms": empty_call_ms, "speedup_vs_keras": 1.0}
+
+
+def test_report_marks_shapes_whose_time_is_mostly_call_overhead(tmp_path):
+    rows = [
+        _keras_row("forward", "tiny", time_ms=0.5, empty_call_ms=0.3),
+        _keras_row("forward", "large", time_ms=5.0, empty_call_ms=0.3),
+        _keras_row("tflite", "tiny", time_ms=0.02, empty_call_ms=0.001),
+    ]
+    assert [report.overhead_bound(row) for row in rows] == [True, False, False]
+    assert not report.overhead_bound({"time_ms": 0.5})  # rows written before the empty call was timed
+    report.write_markdown(rows, [], tmp_path / "results.md")
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| tiny † |" in markdown and "| large |" in markdown
+    assert "tiny: 0.300 of 0.500 ms" in markdown
+    assert "1 of 2 in forward" in markdown and "in tflite" not in markdown
 
 
 # Runs the benchmark's entry point as on the base install: the bench extra's modules cannot be imported.
