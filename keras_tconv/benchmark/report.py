@@ -171,8 +171,9 @@ def _overhead_note(mode: str, shapes: dict) -> list[str]:
     if not bound:
         return []
     empty = "LiteRT model" if mode == "tflite" else "tf.function"
-    times = "; ".join(f"{name}: {shapes[name]['keras']['empty_call_ms']:.3f} of {shapes[name]['keras']['time_ms']:.3f} ms"
-                      for name in bound)
+    keras_rows = {name: shapes[name]["keras"] for name in bound}
+    times = "; ".join(f"{name}: {row['empty_call_ms']:.3f} of {row['time_ms']:.3f} ms"
+                      for name, row in keras_rows.items())
     return ["", f"{OVERHEAD_MARK} Overhead-bound: invoking an empty {empty} with the same inputs takes at least "
             f"{OVERHEAD_BOUND_SHARE:.0%} of Keras's time ({times}), so the speedups of these shapes measure "
             "per-call overhead more than the convolution."]

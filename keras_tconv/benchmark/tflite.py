@@ -64,7 +64,8 @@ def subgraph_ops(model: bytes) -> list[tuple[str, ...]]:
         code = parsed.OperatorCodes(index)
         # Codes above 127 live in builtin_code only; older files keep small codes in the deprecated field.
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        names.append(code.CustomCode().decode() if builtin == schema.BuiltinOperator.CUSTOM else _BUILTIN_NAMES[builtin])
+        custom = builtin == schema.BuiltinOperator.CUSTOM
+        names.append(code.CustomCode().decode() if custom else _BUILTIN_NAMES[builtin])
     subgraphs = (parsed.Subgraphs(index) for index in range(parsed.SubgraphsLength()))
     return [
         tuple(names[subgraph.Operators(op).OpcodeIndex()] for op in range(subgraph.OperatorsLength()))
