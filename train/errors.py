@@ -30,13 +30,28 @@ def _holds_only_hydra_bookkeeping(directory: Path) -> bool:
     )
 
 
+def _remove_unused(directory: Path) -> None:
+    """Removes ``directory`` if Hydra alone wrote it, then the directories
+    above it that are left empty, up to the working directory (Hydra's
+    default ``outputs/<date>/<time>`` leaves ``outputs/<date>/``)."""
+    directory = directory.absolute()
+    if not _holds_only_hydra_bookkeeping(directory):
+        return
+    shutil.rmtree(directory)
+    cwd = Path.cwd()
+    for parent in directory.parents:
+        if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
+            break
+        parent.rmdir()
+
+
 @contextlib.contextmanager
 def job_failures_reported(hydra_dirs: list[Path]) -> Iterator[None]:
     """Runs a job; when it fails, removes those of ``hydra_dirs`` (the run
     directory, then in a multirun the sweep directory) that hold nothing but
-    Hydra's bookkeeping, since the job failed before writing anything, and
-    turns a :class:`UserError` into its message on standard error and exit
-    status 1.
+    Hydra's bookkeeping, since the job failed before writing anything, with
+    the empty directories above them inside the working directory, and turns
+    a :class:`UserError` into its message on standard error and exit status 1.
 
     A directory with outputs of an earlier attempt (a backup to resume from,
     finished jobs of the sweep) is kept.
@@ -45,8 +60,7 @@ def job_failures_reported(hydra_dirs: list[Path]) -> Iterator[None]:
         yield
     except BaseException as error:
         for directory in hydra_dirs:
-            if _holds_only_hydra_bookkeeping(directory):
-                shutil.rmtree(directory)
+            _remove_unused(directory)
         if isinstance(error, UserError) and os.environ.get("HYDRA_FULL_ERROR") != "1":
             raise SystemExit(f"Error: {error}") from None
         raise

@@ -77,12 +77,13 @@ def test_bad_values_fail_naming_key_and_allowed_values(overrides, error, message
         assert "expected one of [float32, mixed_float16, mixed_bfloat16]" in str(raised.value.__cause__)
 
 
-def run_app(*overrides: str, run_dir: Path, **env: str) -> subprocess.CompletedProcess:
-    """``python -m train`` from the checkout, with TensorFlow's log level left to the app."""
+def run_app(*overrides: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """``python -m train`` in ``cwd``, where Hydra's default run directory
+    (``outputs/<date>/<time>``) goes, with TensorFlow's log level left to the app."""
     base = {key: value for key, value in subprocess_env().items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     return subprocess.run(
-        [sys.executable, "-m", "train", *overrides, f"hydra.run.dir={run_dir}"],
-        cwd=REPO_ROOT,
+        [sys.executable, "-m", "train", *overrides],
+        cwd=cwd,
         env={**base, **env},  # subprocess_env hides any GPU
         capture_output=True,
         text=True,
@@ -107,23 +108,23 @@ def run_app(*overrides: str, run_dir: Path, **env: str) -> subprocess.CompletedP
 )
 def test_command_line_error_is_one_line_before_loading_data(overrides, line: str, tmp_path: Path) -> None:
     """Also after TensorFlow's import (device=gpu): its start-up lines are hidden by default."""
-    completed = run_app(*overrides, run_dir=tmp_path / "run")
+    completed = run_app(*overrides, cwd=tmp_path)
     assert completed.returncode == 1
     assert completed.stderr.splitlines() == [line]
     assert "Data:" not in completed.stdout
-    assert not (tmp_path / "run").exists()
+    assert not any(tmp_path.iterdir())  # no outputs/<date>/<time>/ left behind
 
 
 def test_hydra_full_error_shows_the_traceback(tmp_path: Path) -> None:
-    completed = run_app("trainer.epochs=-1", run_dir=tmp_path / "run", HYDRA_FULL_ERROR="1")
+    completed = run_app("trainer.epochs=-1", cwd=tmp_path, HYDRA_FULL_ERROR="1")
     assert completed.returncode == 1
     assert "Traceback (most recent call last)" in completed.stderr
     assert "ConfigValueError: trainer.epochs=-1 is invalid" in completed.stderr
-    assert not (tmp_path / "run").exists()
+    assert not any(tmp_path.iterdir())
 
 
 def test_unknown_config_option_fails_with_hydras_message(tmp_path: Path) -> None:
-    completed = run_app("layer=foo", run_dir=tmp_path / "run")
+    completed = run_app("layer=foo", cwd=tmp_path)
     assert completed.returncode == 1
     assert "Could not find 'layer/foo'" in completed.stderr and "Traceback" not in completed.stderr
-    assert not (tmp_path / "run").exists()
+    assert not any(tmp_path.iterdir())

@@ -120,13 +120,16 @@ def _hydra_dir(path: Path, *outputs: str) -> Path:
 
 def test_a_job_failing_before_it_wrote_anything_leaves_no_directory(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    sweep = _hydra_dir(tmp_path / "sweep")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "multirun" / "earlier").mkdir(parents=True)
+    sweep = _hydra_dir(Path("multirun/2026-01-01/12-00-00"))  # relative, as Hydra's sweep.dir
     (sweep / "multirun.yaml").write_text("")
-    job = _hydra_dir(sweep / "0")
+    job = _hydra_dir(tmp_path / sweep / "0")
     with pytest.raises(SystemExit) as exit, job_failures_reported([job, sweep]):
         raise ConfigValueError("trainer.epochs=-1 is invalid: allowed values are integers >= 1")
     assert exit.value.code == "Error: trainer.epochs=-1 is invalid: allowed values are integers >= 1"
-    assert not sweep.exists()
+    # The sweep and its date folder are gone; what was there before stays.
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["earlier", "multirun"]
 
 
 def test_a_failed_job_keeps_earlier_outputs_and_other_errors_keep_their_traceback(
