@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 # What Hydra writes into a run or sweep directory before the job starts: its
-# config copies (hydra.output_subdir), the job's log file and the sweep summary.
+# config copies (hydra.output_subdir) and the sweep summary, besides the job's
+# log file (<job name>.log).
 _HYDRA_BOOKKEEPING = (".hydra", "multirun.yaml")
 
 
