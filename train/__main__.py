@@ -7,37 +7,62 @@ Examples::
     python -m train model=paper_mnist layer=zero_insertion trainer.epochs=3
     python -m train data=flowers model=flowers_autoencoder device=gpu
     python -m train -m layer=segregated,keras,zero_insertion
+
+Run it from the repository root: the package is not installed, and Hydra
+reads ``conf/`` next to it. TensorFlow's start-up messages are hidden unless
+``TF_CPP_MIN_LOG_LEVEL`` is set (see :mod:`train.quiet`); a bad config value,
+a dataset that cannot be provided or a missing device ends the run with one
+line on standard error and exit status 1 (``HYDRA_FULL_ERROR=1`` shows the
+traceback), and a run that fails before writing anything leaves no directory
+behind (see :mod:`train.errors`).
 """
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
+from train.quiet import quiet_tensorflow, startup_noise_hidden
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+quiet_tensorflow()  # before anything imports TensorFlow
 
-from train.config import register_schema, to_train_config
-from train.run_dir import RunDir
+import logging  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from train.config import register_schema, to_train_config  # noqa: E402
+from train.errors import job_failures_reported  # noqa: E402
+from train.run_dir import RunDir  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 register_schema()
 
 
+def _hydra_dirs() -> list[Path]:
+    """This job's output directory, and the sweep's directory in a multirun."""
+    hydra_config = HydraConfig.get()
+    dirs = [Path(hydra_config.runtime.output_dir)]
+    if hydra_config.mode is RunMode.MULTIRUN:
+        dirs.append(Path(hydra_config.sweep.dir))
+    return dirs
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Validates the config, runs one job, and returns its final validation
     loss (the value a Hydra sweeper would minimise)."""
-    config = to_train_config(cfg)
-    # Imported once the config is valid, so that a bad override fails at once
-    # instead of after TensorFlow's import.
-    from train.job import run_job
+    hydra_dirs = _hydra_dirs()
+    with job_failures_reported(hydra_dirs):
+        config = to_train_config(cfg)
+        # Imported once the config is valid, so that a bad override fails at once
+        # instead of after TensorFlow's import.
+        with startup_noise_hidden():
+            from train.job import run_job
 
-    run_dir = RunDir(Path(HydraConfig.get().runtime.output_dir))
-    log.info("Config:\n%s", OmegaConf.to_yaml(cfg))
-    metrics = run_job(config, run_dir)
+        log.info("Config:\n%s", OmegaConf.to_yaml(cfg))
+        metrics = run_job(config, RunDir(hydra_dirs[0]))
     return metrics["val_loss"][-1]
 
 

@@ -2,9 +2,22 @@
 
 Reads every ``metrics.json`` under SWEEP_DIR (e.g. from
 ``python -m train -m layer=segregated,keras,zero_insertion``) and writes
-``comparison.md`` (a table per job: time per step and epoch, speed-up over
-zero insertion, final losses) and ``comparison.png`` (step times and loss
-curves per layer) into SWEEP_DIR. Needs matplotlib only, not TensorFlow.
+``comparison.md`` (a table per job: the lowering each transposed convolution
+ran, time per step with its interquartile range, speed-up over zero
+insertion, ties, final losses) and ``comparison.png`` (step times with their
+spread, and loss curves) into SWEEP_DIR. Needs matplotlib only, not
+TensorFlow.
+
+Jobs are compared only with jobs of the same setting (model, data, image and
+batch size, device, replicas, precision). Two such jobs **tie** when the
+interquartile ranges of their step times (25th to 75th percentile over the
+steps, first step left out) overlap: the difference of their medians is then
+within the noise of the runs (the noise within each job: drift of the
+machine between jobs adds to it). Jobs of one setting that ran the same
+lowering in every transposed convolution are named too: their step times can
+differ only by noise. Loss curves **coincide** when loss and val_loss agree
+within 0.1% at every epoch (layers that compute the same function do);
+coinciding curves are drawn on top of each other, so the notes name them.
 """
 
 from __future__ import annotations
@@ -19,9 +32,15 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from train.run_dir import METRICS_FILE  # noqa: E402
+
+# The metrics that must agree for two jobs' step times to be comparable.
+SETTING_KEYS = ("model", "data", "image_size", "batch_size", "device", "replicas", "precision")
+# Loss curves closer than this (relative, at every epoch) are drawn on top of each other.
+COINCIDE_RTOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -39,6 +58,24 @@ class Job:
             return f"{layer} ({implementation})"
         return layer
 
+    @property
+    def setting(self) -> tuple:
+        return tuple(self.metrics.get(key) for key in SETTING_KEYS)
+
+    @property
+    def step_iqr(self) -> tuple[float, float] | None:
+        """``(q1, q3)`` of the step times in ms; None for metrics without them."""
+        q1, q3 = self.metrics.get("step_ms_q1"), self.metrics.get("step_ms_q3")
+        return None if q1 is None or q3 is None else (q1, q3)
+
+    @property
+    def lowerings(self) -> str:
+        """The lowering of each transposed convolution, in layer order."""
+        lowerings = self.metrics.get("lowerings")
+        if lowerings is None:
+            return "n/a"
+        return ", ".join(lowering or "unknown" for lowering in lowerings.values())
+
 
 def find_jobs(sweep_dir: Path) -> list[Job]:
     """All jobs under ``sweep_dir`` that wrote metrics, in directory order."""
@@ -48,10 +85,58 @@ def find_jobs(sweep_dir: Path) -> list[Job]:
     ]
 
 
-def _zero_insertion_step_ms(jobs: list[Job]) -> dict[str, float]:
-    """Median step time of the zero-insertion job of each model."""
+def ties(job: Job, others: list[Job]) -> list[Job]:
+    """The jobs of ``others`` in ``job``'s setting whose step-time
+    interquartile range overlaps ``job``'s."""
+    if job.step_iqr is None:
+        return []
+    q1, q3 = job.step_iqr
+    return [
+        other
+        for other in others
+        if other is not job
+        and other.setting == job.setting
+        and other.step_iqr is not None
+        and max(q1, other.step_iqr[0]) <= min(q3, other.step_iqr[1])
+    ]
+
+
+def coinciding_loss_curves(jobs: list[Job]) -> list[list[Job]]:
+    """Groups of two or more jobs whose loss and val_loss curves coincide
+    (within :data:`COINCIDE_RTOL` at every epoch)."""
+
+    def coincide(a: Job, b: Job) -> bool:
+        return all(
+            len(a.metrics[key]) == len(b.metrics[key])
+            and np.allclose(a.metrics[key], b.metrics[key], rtol=COINCIDE_RTOL, atol=0.0)
+            for key in ("loss", "val_loss")
+        )
+
+    groups: list[list[Job]] = []
+    for job in jobs:
+        group = next((group for group in groups if coincide(group[0], job)), None)
+        if group is None:
+            groups.append([job])
+        else:
+            group.append(job)
+    return [group for group in groups if len(group) > 1]
+
+
+def same_lowerings(jobs: list[Job]) -> list[list[Job]]:
+    """Groups of two or more jobs of one setting whose transposed convolutions
+    all ran the same, known, lowerings."""
+    groups: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        lowerings = job.metrics.get("lowerings")
+        if lowerings and None not in lowerings.values():
+            groups.setdefault((job.setting, tuple(lowerings.values())), []).append(job)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def _zero_insertion_step_ms(jobs: list[Job]) -> dict[tuple, float]:
+    """Median step time of the zero-insertion job of each setting."""
     return {
-        job.metrics["model"]: job.metrics["median_step_ms"]
+        job.setting: job.metrics["median_step_ms"]
         for job in jobs
         if job.metrics["layer"] == "zero_insertion" and job.metrics["median_step_ms"]
     }
@@ -61,42 +146,81 @@ def _format(value, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _names(jobs: list[Job]) -> str:
+    return ", ".join(job.name for job in jobs)
+
+
 def comparison_table(jobs: list[Job]) -> str:
     """A Markdown table with one row per job."""
     baseline = _zero_insertion_step_ms(jobs)
     lines = [
-        "| job | model | layer | device | median epoch (s) | median step (ms) | images/s "
-        "| speed-up vs zero insertion | final loss | final val_loss |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| job | model | layer | lowering per layer | device | median epoch (s) | median step (ms) "
+        "| step IQR (ms) | images/s | speed-up vs zero insertion | ties with | final loss | final val_loss |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for job in jobs:
         m = job.metrics
         epoch_seconds = statistics.median(m["epoch_seconds"]) if m["epoch_seconds"] else None
-        reference = baseline.get(m["model"])
+        reference = baseline.get(job.setting)
         speedup = reference / m["median_step_ms"] if reference and m["median_step_ms"] else None
+        iqr = "n/a" if job.step_iqr is None else f"{job.step_iqr[0]:.2f}–{job.step_iqr[1]:.2f}"
         lines.append(
-            f"| {job.name} | {m['model']} | {job.label} | {m['device']} | {_format(epoch_seconds, 2)} "
-            f"| {_format(m['median_step_ms'], 2)} | {_format(m['images_per_second'], 0)} "
-            f"| {_format(speedup, 2)}{'x' if speedup else ''} | {_format(m['loss'][-1], 5)} "
-            f"| {_format(m['val_loss'][-1], 5)} |"
+            f"| {job.name} | {m['model']} | {job.label} | {job.lowerings} | {m['device']} "
+            f"| {_format(epoch_seconds, 2)} | {_format(m['median_step_ms'], 2)} | {iqr} "
+            f"| {_format(m['images_per_second'], 0)} | {_format(speedup, 2)}{'x' if speedup else ''} "
+            f"| {_names(ties(job, jobs)) or '–'} | {_format(m['loss'][-1], 5)} | {_format(m['val_loss'][-1], 5)} |"
         )
     return "\n".join(lines) + "\n"
 
 
+def notes(jobs: list[Job]) -> str:
+    """What the table's columns mean, and which loss curves coincide."""
+    lines = [
+        "Lowering per layer: what each transposed convolution ran; `native` is TensorFlow's "
+        "Conv2DBackpropInput, the kernel of keras.layers.Conv2DTranspose.",
+        "Step IQR: the middle half of the step times (25th to 75th percentile, first step left out).",
+        "Speed-up: median step time of the zero-insertion job of the same setting divided by this job's.",
+        "Ties with: jobs of the same setting (model, data, image and batch size, device, replicas, precision) "
+        "whose step IQR overlaps this job's: their difference in median step time is within the noise.",
+    ]
+    for group in same_lowerings(jobs):
+        lowerings = group[0].lowerings
+        lines.append(
+            f"Jobs {_names(group)} ran the same lowerings ({lowerings}): their step times can differ only by noise, "
+            "so their difference shows how large the noise between jobs is."
+        )
+    for group in coinciding_loss_curves(jobs):
+        lines.append(
+            f"Loss curves of jobs {_names(group)} coincide (loss and val_loss within {COINCIDE_RTOL:.1%} at every "
+            "epoch), so comparison.png shows them as one."
+        )
+    return "\n".join(f"- {line}" for line in lines) + "\n"
+
+
 def plot_comparison(jobs: list[Job], path: Path) -> None:
-    """Bar chart of median step time and per-epoch loss curves, one colour
-    per job (curves of exactly equivalent layers overlap)."""
+    """Median step time per job with its interquartile range as error bar,
+    and per-epoch loss curves, one colour per job; coinciding curves are
+    named on the plot."""
     figure, (steps_axis, loss_axis) = plt.subplots(1, 2, figsize=(11, 4))
     colors = [f"C{index % 10}" for index in range(len(jobs))]
     labels = [f"{job.label}\n[{job.name}]" for job in jobs]
-    steps_axis.bar(labels, [job.metrics["median_step_ms"] or 0.0 for job in jobs], color=colors)
-    steps_axis.set_ylabel("median training step (ms)")
-    steps_axis.set_title("Step time (lower is faster)")
+    medians = [job.metrics["median_step_ms"] or 0.0 for job in jobs]
+    spread = np.array(
+        [[median - job.step_iqr[0], job.step_iqr[1] - median] if job.step_iqr else [0.0, 0.0]
+         for job, median in zip(jobs, medians)]
+    ).T
+    steps_axis.bar(labels, medians, color=colors, yerr=spread, capsize=4)
+    steps_axis.set_ylabel("training step (ms)")
+    steps_axis.set_title("Median training step (whiskers: interquartile range)")
     steps_axis.tick_params(axis="x", labelsize=8)
     for job, color in zip(jobs, colors):
         epochs = range(1, len(job.metrics["loss"]) + 1)
         loss_axis.plot(epochs, job.metrics["loss"], marker="o", color=color, label=f"{job.label} loss")
         loss_axis.plot(epochs, job.metrics["val_loss"], linestyle="--", color=color, label=f"{job.label} val_loss")
+    coinciding = [f"jobs {_names(group)} coincide" for group in coinciding_loss_curves(jobs)]
+    if coinciding:
+        loss_axis.text(0.02, 0.02, "; ".join(coinciding) + " (drawn as one)", transform=loss_axis.transAxes,
+                       fontsize=8, verticalalignment="bottom")
     loss_axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_axis.set_xlabel("epoch")
     loss_axis.set_ylabel("loss")
@@ -113,8 +237,7 @@ def write_comparison(sweep_dir: Path) -> list[Job]:
     if not jobs:
         raise SystemExit(f"no {METRICS_FILE} found under {sweep_dir}")
     (sweep_dir / "comparison.md").write_text(
-        f"# Layer comparison: {sweep_dir}\n\n{comparison_table(jobs)}"
-        "\nSpeed-up: median step time of the zero-insertion job of the same model divided by this job's.\n"
+        f"# Layer comparison: {sweep_dir}\n\n{comparison_table(jobs)}\n{notes(jobs)}"
     )
     plot_comparison(jobs, sweep_dir / "comparison.png")
     return jobs

@@ -18,10 +18,12 @@ from enum import Enum
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from train.errors import UserError
+
 SCHEMA_NAME = "train_schema"
 
 
-class ConfigValueError(ValueError):
+class ConfigValueError(UserError, ValueError):
     """A config value outside its allowed range; the message names the key."""
 
 
@@ -117,8 +119,12 @@ class DataConfig:
             self.validation_split,
             "numbers strictly between 0 and 1",
         )
-        if self.name is DatasetName.folder:
-            _require(bool(self.path), "data.path", self.path, "a folder with one subfolder per class")
+        if self.name is DatasetName.folder and not self.path:
+            shown = "null" if self.path is None else repr(self.path)
+            raise ConfigValueError(
+                f"data.path={shown} is invalid: data=folder needs data.path=DIR, "
+                "a folder holding one subfolder of images per class"
+            )
 
 
 @dataclass

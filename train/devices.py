@@ -8,9 +8,10 @@ import os
 import tensorflow as tf
 
 from train.config import ConfigValueError, DeviceKind, StrategyName
+from train.errors import UserError
 
 
-class DeviceUnavailableError(RuntimeError):
+class DeviceUnavailableError(UserError, RuntimeError):
     """The configured device cannot be used."""
 
 

@@ -12,7 +12,7 @@ from train.config import TrainConfig
 from train.data import ImageSplits, autoencoder_batches, load_image_splits
 from train.devices import make_strategy, require_even_split, select_device
 from train.export import save_model
-from train.models import build_autoencoder
+from train.models import build_autoencoder, transpose_conv_lowerings
 from train.reconstructions import plot_reconstructions
 from train.run_dir import RunDir
 from train.session import reset_global_state
@@ -67,7 +67,7 @@ def run_job(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
         "Final loss %.5f, val_loss %.5f, median step %.2f ms; outputs in %s",
         result.loss[-1],
         result.val_loss[-1],
-        result.median_step_ms or float("nan"),
+        result.step_ms.median_ms if result.step_ms else float("nan"),
         run_dir.root,
     )
     return metrics
@@ -79,14 +79,18 @@ def job_metrics(
     """The contents of ``metrics.json``.
 
     ``images_per_second`` is the steady-state throughput implied by the
-    median step time of full batches.
+    median step time of full batches; ``step_ms_q1`` and ``step_ms_q3`` bound
+    the middle half of the step times. ``lowerings`` names the lowering each
+    transposed convolution ran (see :func:`transpose_conv_lowerings`).
     """
     data, trainer, layer = config.data, config.trainer, config.layer
-    median_step_ms = result.median_step_ms
+    step_ms = result.step_ms
+    median_step_ms = step_ms.median_ms if step_ms else None
     return {
         "model": config.model.name,
         "layer": layer.name.value,
         "implementation": layer.implementation.value if layer.implementation else None,
+        "lowerings": transpose_conv_lowerings(model),
         "data": data.name.value,
         "data_source": splits.source,
         "skipped_files": splits.skipped_files,
@@ -102,6 +106,8 @@ def job_metrics(
         "val_loss": result.val_loss,
         "epoch_seconds": result.epoch_seconds,
         "median_step_ms": median_step_ms,
+        "step_ms_q1": step_ms.q1_ms if step_ms else None,
+        "step_ms_q3": step_ms.q3_ms if step_ms else None,
         "images_per_second": data.batch_size * 1000 / median_step_ms if median_step_ms else None,
         "train_seconds": result.train_seconds,
         "resumed_from_epoch": result.resumed_from_epoch,

@@ -49,3 +49,26 @@ def build_autoencoder(model: ModelConfig, layer: LayerConfig, image_size: int, c
         )(x)
     outputs = keras.layers.Activation("sigmoid", dtype="float32", name="reconstruction")(x)
     return keras.Model(inputs, outputs, name=model.name)
+
+
+# What keras.layers.Conv2DTranspose runs: TensorFlow's Conv2DBackpropInput, called "native" in keras_tconv.
+KERAS_LOWERING = "native"
+
+
+def transpose_conv_lowerings(model: keras.Model) -> dict[str, str | None]:
+    """The lowering each transposed convolution of ``model`` ran, by layer name.
+
+    A ``SegregatedConv2DTranspose`` reports its own (``chosen_implementation``,
+    what ``auto`` picked once the layer has run); None where the layer does
+    not say. Keras's layer always runs :data:`KERAS_LOWERING`. Comparing jobs
+    needs this: with ``auto`` the segregated layer may run the same kernel as
+    Keras's, and then their step times can only tie.
+    """
+    lowerings = {}
+    for layer in model.layers:
+        if isinstance(layer, keras_tconv.SegregatedConv2DTranspose):
+            chosen = getattr(layer, "chosen_implementation", None)
+            lowerings[layer.name] = None if chosen is None else str(chosen)
+        elif isinstance(layer, keras.layers.Conv2DTranspose):
+            lowerings[layer.name] = KERAS_LOWERING
+    return lowerings

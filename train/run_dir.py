@@ -22,6 +22,11 @@ class RunDir:
         return self.root / METRICS_FILE
 
     @property
+    def readme(self) -> Path:
+        """How to load the saved models."""
+        return self.root / "README.txt"
+
+    @property
     def history(self) -> Path:
         """Per-epoch CSV log, appended to across resumes."""
         return self.root / "history.csv"

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-import statistics
 import time
+from dataclasses import dataclass
 
 import keras
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StepQuartiles:
+    """First quartile, median and third quartile of the step times (ms): the
+    interquartile range q1..q3 is the spread that tells a speed difference
+    between jobs from noise."""
+
+    q1_ms: float
+    median_ms: float
+    q3_ms: float
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -43,8 +55,11 @@ class StepTimer(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None) -> None:
         self.step_ms.append(1000 * (time.perf_counter() - self._step_start))
 
-    def median_step_ms(self) -> float | None:
-        """Median step time, leaving out the first step (tracing and
-        compilation) when there are others; None if no step ran."""
+    def step_quartiles(self) -> StepQuartiles | None:
+        """Quartiles of the step times, leaving out the first step (tracing
+        and compilation) when there are others; None if no step ran."""
         steady = self.step_ms[1:] or self.step_ms
-        return statistics.median(steady) if steady else None
+        if not steady:
+            return None
+        q1, median, q3 = np.percentile(steady, [25, 50, 75])
+        return StepQuartiles(float(q1), float(median), float(q3))

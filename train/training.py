@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from train.config import TrainerConfig
 from train.run_dir import RunDir
-from train.timing import StepTimer
+from train.timing import StepQuartiles, StepTimer
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class TrainingResult:
     loss: list[float]
     val_loss: list[float]
     epoch_seconds: list[float]
-    median_step_ms: float | None
+    step_ms: StepQuartiles | None
     train_seconds: float
     resumed_from_epoch: int | None
 
@@ -90,7 +90,7 @@ def fit_model(
         loss=loss,
         val_loss=val_loss,
         epoch_seconds=timer.epoch_seconds,
-        median_step_ms=timer.median_step_ms(),
+        step_ms=timer.step_quartiles(),
         train_seconds=timer.train_seconds,
         resumed_from_epoch=start_epoch or None,
     )

@@ -10,4 +10,10 @@ ceiling), :mod:`~keras_tconv.benchmark.timing` (interleaved timing),
 :mod:`~keras_tconv.benchmark.cli` (the command line). This module imports
 nothing, so that ``__main__`` can quiet TensorFlow's logging before
 TensorFlow loads.
+
+The TensorFlow timings need only the base install; LiteRT (``--tflite``) and
+the plot need the ``bench`` extra, which :data:`BENCH_EXTRA` names.
 """
+
+BENCH_EXTRA = 'pip install "keras-tconv[bench]"'
+

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
-from tqdm import tqdm
 
-from keras_tconv.benchmark import report, runner
+from keras_tconv.benchmark import BENCH_EXTRA, report, runner, tflite
 from keras_tconv.benchmark.impls import IMPLEMENTATIONS, MODES
 from keras_tconv.benchmark.suites import SUITES, get_suite
 
@@ -58,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list", action="store_true", help="list the suite's shapes and exit")
     args = parser.parse_args(argv)
+    if args.tflite and not tflite.litert_available():
+        parser.error(tflite.LITERT_MISSING)
     if args.device == "gpu" and not tf.config.list_physical_devices("GPU"):
         parser.error("--device gpu: TensorFlow sees no GPU on this machine")
     try:
@@ -123,18 +124,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     started, start = datetime.datetime.now(), time.perf_counter()
     rows = []
-    with tqdm(runner.plan(shapes, options), unit="step", dynamic_ncols=True) as steps:
-        for label, step in steps:
-            steps.set_description(label)
-            rows += step()
+    steps = runner.plan(shapes, options)
+    for index, (label, step) in enumerate(steps, 1):
+        print(f"[{index}/{len(steps)}, {time.perf_counter() - start:.0f} s] {label}", file=sys.stderr, flush=True)
+        rows += step()
     args.out.mkdir(parents=True, exist_ok=True)
     report.write_csv(rows, args.out / "results.csv")
     report.write_markdown(rows, _header(args, argv, started, time.perf_counter() - start), args.out / "results.md")
-    report.plot_speedups(rows, args.out / "speedup.png")
+    written = ["results.csv", "results.md"]
+    if report.can_plot():
+        report.plot_speedups(rows, args.out / "speedup.png")
+        written.append("speedup.png")
+    else:
+        print(f"speedup.png not written: the plot needs matplotlib ({BENCH_EXTRA})")
     for (mode, impl), speedups in _speedups(rows).items():
         print(f"{mode:8s} {impl:15s} geomean speedup vs keras {report.geomean(speedups):.2f}x "
               f"(min {min(speedups):.2f}x) over {len(speedups)} shapes")
-    print(f"Wrote {args.out / 'results.csv'}, results.md and speedup.png")
+    print(f"Wrote {', '.join(written)} in {args.out}")
     return 0
 
 

@@ -6,6 +6,11 @@ the others are ``keras_tconv.SegregatedConv2DTranspose`` with that
 ``implementation``. Timing the layers (bias included) measures exactly what a
 user swapping one layer for the other gets.
 
+The empty call (:data:`EMPTY_CALL`) is a ``tf.function`` taking the same
+inputs and computing nothing: its time is what calling any of the others
+costs before it computes, so a layer whose time is not well above it is too
+small to compare implementations on.
+
 The ceiling is a dense stride-1 ``tf.nn.conv2d`` of the same input with a
 ``kh x kw`` kernel and ``filters`` outputs ("same" padding), plus bias: it
 does exactly :attr:`Shape.macs` multiply-accumulates, so its speed is what
@@ -34,6 +39,7 @@ from keras_tconv.benchmark.suites import Shape
 
 IMPLEMENTATIONS = ("keras", "zero_insertion", "split", "rows", "unified", "native", "auto")
 CEILING = "dense_conv2d"
+EMPTY_CALL = "empty_call"
 MODES = ("forward", "train")
 
 
@@ -119,7 +125,8 @@ def _ceiling(shape: Shape, seed: int) -> tuple[Callable, list]:
 
 
 def build_case(shape: Shape, mode: str, impls: tuple[str, ...], device: str, seed: int = 0) -> Case:
-    """Layers, inputs and traced step functions of ``impls`` and the ceiling.
+    """Layers, inputs and traced step functions of ``impls``, the ceiling and
+    the empty call.
 
     Everything is created under ``device`` (a TensorFlow device string such as
     ``"/CPU:0"``); each function is traced here, once, so timing never traces.
@@ -143,6 +150,10 @@ def build_case(shape: Shape, mode: str, impls: tuple[str, ...], device: str, see
             function.get_concrete_function(*args[name])
             functions[name] = function
             run[name] = _bind(function, args[name])
+        layer_args = args[impls[0]]
+        empty = tf.function(lambda *inputs: inputs[0])
+        empty.get_concrete_function(*layer_args)
+        functions[EMPTY_CALL], args[EMPTY_CALL], run[EMPTY_CALL] = empty, layer_args, _bind(empty, layer_args)
     return Case(run=run, functions=functions, args=args)
 
 

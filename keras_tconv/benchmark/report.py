@@ -2,33 +2,35 @@
 
 The CSV has one row per shape, mode and implementation (TFLite rows have mode
 ``tflite``); the Markdown report turns the same rows into per-mode tables of
-time and speedup over Keras, efficiency against the dense-conv ceiling, peak
-memory, and TFLite ops; the plot shows the speedups.
+time and speedup over Keras (shapes too small to measure more than per-call
+overhead marked), efficiency against the dense-conv ceiling, peak memory, and
+TFLite ops; the plot (matplotlib, the ``bench`` extra) shows the
+speedups.
 """
 
 from __future__ import annotations
 
 import collections
 import csv
+import importlib.util
 import math
 from pathlib import Path
-
-import matplotlib
-import matplotlib.ticker
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 
 COLUMNS = (
     "suite", "device", "mode", "shape", "layer", "source",
     "batch", "height", "width", "in_channels", "filters", "kernel_h", "kernel_w", "stride_h", "stride_w",
     "padding", "output_padding", "out_height", "out_width", "macs",
     "impl", "auto_picks", "time_ms", "time_q1_ms", "time_q3_ms", "calls_per_sample", "samples",
-    "speedup_vs_keras", "gflops", "ceiling_ms", "ceiling_gflops", "efficiency",
+    "speedup_vs_keras", "gflops", "ceiling_ms", "ceiling_gflops", "empty_call_ms", "efficiency",
     "max_rel_err", "traces", "peak_mem_mb", "ops", "xnnpack", "error",
 )
 # Relative error (max |impl - keras| / max |keras|) above which the report flags a result.
 ERROR_FLAG = 1e-4
+# A shape is overhead-bound when calling an empty function with its inputs (a tf.function, or a LiteRT
+# model, that computes nothing) takes at least this share of Keras's time: its speedups then measure
+# per-call overhead more than the convolution.
+OVERHEAD_BOUND_SHARE = 0.5
+OVERHEAD_MARK = "†"
 
 
 def geomean(values) -> float:
@@ -73,6 +75,16 @@ def _table(header: list[str], body: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(cells) + " |" for cells in body]
 
 
+def overhead_bound(keras_row: dict) -> bool:
+    """Whether the shape of ``keras_row`` (Keras's row of one shape and mode) is overhead-bound."""
+    empty, keras = keras_row.get("empty_call_ms"), keras_row.get("time_ms")
+    return bool(empty and keras) and empty >= OVERHEAD_BOUND_SHARE * keras
+
+
+def _overhead_bound_shapes(shapes: dict) -> list[str]:
+    return [name for name, by_impl in shapes.items() if overhead_bound(by_impl.get("keras", {}))]
+
+
 def _summary(grouped: dict, impls: list[str]) -> list[str]:
     body = []
     for mode, shapes in grouped.items():
@@ -91,7 +103,13 @@ def _summary(grouped: dict, impls: list[str]) -> list[str]:
                 _fmt(geomean(efficiencies), ".0%") if mode != "tflite" else "–",
             ])
     header = ["mode", "impl", "geomean speedup vs keras", "min (shape)", "max", "geomean efficiency"]
-    return _table(header, body)
+    lines = _table(header, body)
+    bound = {mode: len(_overhead_bound_shapes(shapes)) for mode, shapes in grouped.items()}
+    if any(bound.values()):
+        counts = ", ".join(f"{count} of {len(grouped[mode])} in {mode}" for mode, count in bound.items() if count)
+        lines += ["", f"The geomeans include overhead-bound shapes ({counts}; marked {OVERHEAD_MARK} below), "
+                  "whose speedups measure per-call overhead more than the convolution."]
+    return lines
 
 
 def _mode_tables(mode: str, shapes: dict, impls: list[str]) -> list[str]:
@@ -101,7 +119,8 @@ def _mode_tables(mode: str, shapes: dict, impls: list[str]) -> list[str]:
     body, flags = [], []
     for name, by_impl in shapes.items():
         keras_row = by_impl.get("keras", {})
-        cells = [name, keras_row.get("layer", ""), _fmt(keras_row.get("macs", 0) / 1e6, ".3g"),
+        marked = f"{name} {OVERHEAD_MARK}" if overhead_bound(keras_row) else name
+        cells = [marked, keras_row.get("layer", ""), _fmt(keras_row.get("macs", 0) / 1e6, ".3g"),
                  _fmt(keras_row.get("time_ms"), ".3f")]
         for impl in others:
             row = by_impl.get(impl)
@@ -120,7 +139,7 @@ def _mode_tables(mode: str, shapes: dict, impls: list[str]) -> list[str]:
             if (row.get("traces") or 1) > 1:
                 flags.append(f"- {name} / {impl}: traced {row['traces']} times")
         body.append(cells)
-    lines += _table(header, body)
+    lines += _table(header, body) + _overhead_note(mode, shapes)
     if mode == "tflite":
         return lines + _tflite_ops(shapes, impls)
     lines += ["", "Efficiency: dense-conv ceiling time / impl time, and GFLOP/s. The ceiling is a stride-1 "
@@ -146,8 +165,22 @@ def _mode_tables(mode: str, shapes: dict, impls: list[str]) -> list[str]:
     return lines
 
 
+def _overhead_note(mode: str, shapes: dict) -> list[str]:
+    """The footnote on the overhead-bound shapes of one mode's table, if any."""
+    bound = _overhead_bound_shapes(shapes)
+    if not bound:
+        return []
+    empty = "LiteRT model" if mode == "tflite" else "tf.function"
+    keras_rows = {name: shapes[name]["keras"] for name in bound}
+    times = "; ".join(f"{name}: {row['empty_call_ms']:.3f} of {row['time_ms']:.3f} ms"
+                      for name, row in keras_rows.items())
+    return ["", f"{OVERHEAD_MARK} Overhead-bound: invoking an empty {empty} with the same inputs takes at least "
+            f"{OVERHEAD_BOUND_SHARE:.0%} of Keras's time ({times}), so the speedups of these shapes measure "
+            "per-call overhead more than the convolution."]
+
+
 def _tflite_ops(shapes: dict, impls: list[str]) -> list[str]:
-    lines = ["", "Ops of each converted model (XNNPACK: whether the delegate took ops).", ""]
+    lines = ["", "Ops of each converted model, all subgraphs (XNNPACK: whether the delegate took ops).", ""]
     body = []
     for name, by_impl in shapes.items():
         for impl in impls:
@@ -173,8 +206,19 @@ def write_markdown(rows: list[dict], header_lines: list[str], path: Path) -> Non
     path.write_text("\n".join(lines) + "\n")
 
 
+def can_plot() -> bool:
+    """Whether matplotlib, which :func:`plot_speedups` needs (the ``bench`` extra), is installed."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def plot_speedups(rows: list[dict], path: Path) -> None:
     """Grouped bars of speedup over keras, one panel per mode, log scale with 1x marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
     grouped = _by_mode(rows)
     impls = [impl for impl in _impls(rows) if impl != "keras"]
     n_shapes = max(len(shapes) for shapes in grouped.values())

@@ -114,7 +114,8 @@ def time_shape(shape: Shape, mode: str, options: Options, device: str, cpu_peaks
     picks = auto_picks({impl: case.op_types(impl) for impl in options.implementations})
     common = {"suite": options.suite, "device": options.device, "mode": mode, **_layer_columns(shape),
               "auto_picks": picks, "ceiling_ms": ceiling.median_s * 1e3,
-              "ceiling_gflops": 2 * macs / ceiling.median_s / 1e9}
+              "ceiling_gflops": 2 * macs / ceiling.median_s / 1e9,
+              "empty_call_ms": timings[impls.EMPTY_CALL].median_s * 1e3}
     rows = []
     for impl in options.implementations:
         rows.append({
@@ -128,15 +129,16 @@ def time_shape(shape: Shape, mode: str, options: Options, device: str, cpu_peaks
 
 def tflite_rows(shape: Shape, options: Options) -> list[dict]:
     """Rows for one shape's batch-1 TFLite models (mode ``tflite``)."""
-    results = tflite.run_shape(shape, options.implementations, options.tflite_threads, options.rounds,
-                               options.warmup, options.min_sample_s, options.seed)
+    results, empty_call = tflite.run_shape(shape, options.implementations, options.tflite_threads, options.rounds,
+                                           options.warmup, options.min_sample_s, options.seed)
     keras = next((r.timing for r in results if r.impl == "keras"), None)
     batch1 = shape.with_batch(1)
     picks = auto_picks({r.impl: r.ops for r in results if not r.error})
     rows = []
     for result in results:
         row = {"suite": options.suite, "device": f"litert-xnnpack-{options.tflite_threads}t", "mode": "tflite",
-               **_layer_columns(batch1), "auto_picks": picks, "impl": result.impl,
+               **_layer_columns(batch1), "auto_picks": picks, "empty_call_ms": empty_call.median_s * 1e3,
+               "impl": result.impl,
                "max_rel_err": result.max_rel_err, "ops": " ".join(result.ops),
                "xnnpack": "yes" if result.delegated else "no", "error": result.error}
         if result.timing is not None:

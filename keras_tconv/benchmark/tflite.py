@@ -8,25 +8,74 @@ which XNNPACK does not take) under ``lowering_target("litert")``, so that
 models run in ai-edge-litert's interpreter with its default XNNPACK delegate
 and a fixed thread count, timed interleaved like the TensorFlow cases.
 Implementations that fail to convert are reported with the error instead.
+
+ai-edge-litert comes with the ``bench`` extra and is imported only when a
+model runs, so that the rest of the benchmark works on the base install.
+:func:`subgraph_ops` lists a converted model's ops from its flatbuffer, for
+the report and the tests.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import os
 import sys
 import tempfile
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
+from tensorflow.lite.python import schema_py_generated as schema
 
 from keras_tconv import lowering_target
-from keras_tconv.benchmark import impls
+from keras_tconv.benchmark import BENCH_EXTRA, impls
 from keras_tconv.benchmark.suites import Shape
 from keras_tconv.benchmark.timing import Timing, measure
+
+if TYPE_CHECKING:
+    from ai_edge_litert.interpreter import Interpreter
+
+LITERT_MISSING = f"--tflite needs LiteRT (ai-edge-litert), which the base install lacks: {BENCH_EXTRA}"
+
+_BUILTIN_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+
+
+def litert_available() -> bool:
+    """Whether ai-edge-litert is installed (the ``bench`` extra)."""
+    return importlib.util.find_spec("ai_edge_litert") is not None
+
+
+def subgraph_ops(model: bytes) -> list[tuple[str, ...]]:
+    """The op names of every subgraph of a TFLite flatbuffer, in execution
+    order, the main subgraph first.
+
+    Read from the flatbuffer with TensorFlow's schema, because the
+    interpreter's op listing (``_get_ops_details``) covers the main subgraph
+    only: the branches of an ``IF`` and the bodies of a ``WHILE`` are further
+    subgraphs. Builtin ops are named as in TFLite's ``BuiltinOperator``,
+    custom ops by their custom code.
+    """
+    parsed = schema.Model.GetRootAs(model, 0)
+    names = []
+    for index in range(parsed.OperatorCodesLength()):
+        code = parsed.OperatorCodes(index)
+        # Codes above 127 live in builtin_code only; older files keep small codes in the deprecated field.
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        custom = builtin == schema.BuiltinOperator.CUSTOM
+        names.append(code.CustomCode().decode() if custom else _BUILTIN_NAMES[builtin])
+    subgraphs = (parsed.Subgraphs(index) for index in range(parsed.SubgraphsLength()))
+    return [
+        tuple(names[subgraph.Operators(op).OpcodeIndex()] for op in range(subgraph.OperatorsLength()))
+        for subgraph in subgraphs
+    ]
+
+
+def model_ops(model: bytes) -> tuple[str, ...]:
+    """The op names of all subgraphs of a TFLite flatbuffer, one after the other."""
+    return tuple(op for ops in subgraph_ops(model) for op in ops)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +125,19 @@ def _summarize(error: Exception) -> str:
     return f"{type(error).__name__}: {(select or lines)[0][:200]}"
 
 
+def _empty_model(input_shape: tuple[int, ...]) -> bytes:
+    """A TFLite model that returns its input: invoking it costs what invoking
+    any model of that input costs before it computes."""
+    module = tf.Module()
+    module.identity = tf.function(tf.identity, input_signature=[tf.TensorSpec(input_shape, tf.float32)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.identity.get_concrete_function()], module)
+    with _stderr_discarded():
+        return converter.convert()
+
+
 def _interpreter(model: bytes, threads: int, x: np.ndarray) -> Interpreter:
+    from ai_edge_litert.interpreter import Interpreter  # the bench extra; see litert_available
+
     interpreter = Interpreter(model_content=model, num_threads=threads)
     interpreter.allocate_tensors()
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
@@ -96,20 +157,28 @@ def run_shape(
     warmup: int,
     min_sample_s: float,
     seed: int = 0,
-) -> list[TfliteResult]:
-    """Convert, check and time every implementation on ``shape`` at batch 1."""
+) -> tuple[list[TfliteResult], Timing]:
+    """Convert, check and time every implementation on ``shape`` at batch 1.
+
+    Returns the results and the time of invoking an empty model
+    (:data:`impls.EMPTY_CALL`), timed with them.
+    """
     shape = shape.with_batch(1)
     layers = impls.build_layers(shape, implementations, seed)
     x = np.random.default_rng(seed + 3).standard_normal(shape.input_shape, dtype=np.float32)
     reference = layers["keras"](x).numpy()
-    interpreters, failures = {}, {}
+    interpreters, ops, failures = {}, {}, {}
     for impl, layer in layers.items():
         try:
-            interpreters[impl] = _interpreter(convert(layer, shape.input_shape), threads, x)
+            model = convert(layer, shape.input_shape)
+            interpreters[impl] = _interpreter(model, threads, x)
         except Exception as error:  # noqa: BLE001 - a failed conversion is a result, not a crash
             failures[impl] = _summarize(error)
+            continue
+        ops[impl] = model_ops(model)
+    empty = _interpreter(_empty_model(shape.input_shape), threads, x)
     timings = measure(
-        {impl: interpreter.invoke for impl, interpreter in interpreters.items()},
+        {**{impl: interpreter.invoke for impl, interpreter in interpreters.items()}, impls.EMPTY_CALL: empty.invoke},
         sync=lambda _: None,
         rounds=rounds,
         warmup=warmup,
@@ -121,8 +190,8 @@ def run_shape(
             results.append(TfliteResult(impl, (), False, None, None, failures[impl]))
             continue
         interpreter = interpreters[impl]
-        names = tuple(op["op_name"] for op in interpreter._get_ops_details())
+        # The delegate replaces nodes of the main subgraph, which is all the interpreter lists.
+        delegated = any(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
         err = impls.max_relative_error(_output(interpreter), reference)
-        ops = tuple(name for name in names if name != "DELEGATE")
-        results.append(TfliteResult(impl, ops, "DELEGATE" in names, timings[impl], err))
-    return results
+        results.append(TfliteResult(impl, ops[impl], delegated, timings[impl], err))
+    return results, timings[impls.EMPTY_CALL]

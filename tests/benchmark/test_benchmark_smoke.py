@@ -1,7 +1,9 @@
 """Smoke test of ``python -m keras_tconv.benchmark``: it runs and writes its outputs.
 
 Runs the tiny ``quick`` suite with as little timing as possible and checks
-the shape of what comes out, never the timings themselves.
+the shape of what comes out, never the timings themselves; the report's
+overhead-bound flag is checked on fixed rows. A subprocess in which the
+``bench`` extra cannot be imported runs what the base install offers.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import csv
 import math
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import tensorflow as tf
@@ -42,7 +45,7 @@ def test_quick_suite_both_modes_and_tflite(tmp_path):
         if row["error"]:  # an implementation TFLite cannot convert is reported, not timed
             assert row["mode"] == "tflite" and not row["time_ms"]
             continue
-        assert float(row["time_ms"]) > 0
+        assert float(row["time_ms"]) > 0 and float(row["empty_call_ms"]) > 0
         assert math.isfinite(float(row["speedup_vs_keras"]))
         assert float(row["max_rel_err"]) >= 0
         if row["impl"] == "keras":
@@ -89,3 +92,61 @@ def test_module_entry_point_with_memory(tmp_path):
     assert [row["impl"] for row in rows] == ["keras"]
     assert float(rows[0]["peak_mem_mb"]) >= 0
     assert "Peak memory" in (tmp_path / "results.md").read_text()
+
+
+def _keras_row(mode, shape, time_ms, empty_call_ms):
+    return {"mode": mode, "shape": shape, "impl": "keras", "layer": shape, "macs": 1000, "time_ms": time_ms,
+            "empty_call_ms": empty_call_ms, "speedup_vs_keras": 1.0}
+
+
+def test_report_marks_shapes_whose_time_is_mostly_call_overhead(tmp_path):
+    rows = [
+        _keras_row("forward", "tiny", time_ms=0.5, empty_call_ms=0.3),
+        _keras_row("forward", "large", time_ms=5.0, empty_call_ms=0.3),
+        _keras_row("tflite", "tiny", time_ms=0.02, empty_call_ms=0.001),
+    ]
+    assert [report.overhead_bound(row) for row in rows] == [True, False, False]
+    assert not report.overhead_bound({"time_ms": 0.5})  # rows written before the empty call was timed
+    report.write_markdown(rows, [], tmp_path / "results.md")
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| tiny † |" in markdown and "| large |" in markdown
+    assert "tiny: 0.300 of 0.500 ms" in markdown
+    assert "1 of 2 in forward" in markdown and "in tflite" not in markdown
+
+
+# Runs the benchmark's entry point as on the base install: the bench extra's modules cannot be imported.
+BASE_INSTALL_SCRIPT = textwrap.dedent(
+    """
+    import runpy
+    import sys
+
+    # Python's way of marking a module absent: importing it raises ModuleNotFoundError,
+    # importlib.util.find_spec returns None.
+    for name in ("ai_edge_litert", "matplotlib", "tqdm"):
+        sys.modules[name] = None
+    for arguments in (["--help"], ["--tflite", "--list"], sys.argv[1:]):
+        sys.argv = ["keras_tconv.benchmark", *arguments]
+        try:
+            runpy.run_module("keras_tconv.benchmark", run_name="__main__", alter_sys=True)
+        except SystemExit as exit:
+            print("EXIT", exit.code, flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_base_install_runs_everything_but_litert(tmp_path):
+    """Without the bench extra: ``--help`` works, ``--tflite`` names the extra,
+    and a TensorFlow run writes its tables without the plot."""
+    command = [sys.executable, "-c", BASE_INSTALL_SCRIPT, *FAST, "--shapes", "tiny_k3_same", "--mode", "forward",
+               "--impls", "keras", "--out", str(tmp_path)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.count("EXIT 0") == 2 and "EXIT 2" in completed.stdout
+    assert "usage: python -m keras_tconv.benchmark" in completed.stdout
+    assert 'error: --tflite needs LiteRT (ai-edge-litert), which the base install lacks: ' \
+           'pip install "keras-tconv[bench]"' in completed.stderr
+    assert 'speedup.png not written: the plot needs matplotlib (pip install "keras-tconv[bench]")' in completed.stdout
+    assert [row["impl"] for row in _rows(tmp_path)] == ["keras"]
+    assert "## forward" in (tmp_path / "results.md").read_text()
+    assert not (tmp_path / "speedup.png").exists()

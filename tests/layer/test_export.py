@@ -6,9 +6,9 @@
   ``signatures["serving_default"]``, matching the in-process outputs.
 * TFLite: the exported SavedModel (dynamic batch, and a batch-1 export per
   segregated lowering) is
-  converted with ``tf.lite.TFLiteConverter.from_saved_model``; the
-  ai-edge-litert interpreter's op list must contain no TRANSPOSE_CONV and
-  only ops from ``ALLOWED_OPS`` (what the lowerings produce: convolutions,
+  converted with ``tf.lite.TFLiteConverter.from_saved_model``; its ops, read
+  from every subgraph of the flatbuffer (``IF`` branches included), must
+  contain no TRANSPOSE_CONV and only ops from ``ALLOWED_OPS`` (what the lowerings produce: convolutions,
   depth_to_space interleaves, pads, reshapes/transposes, slices, and the
   shape arithmetic a dynamic batch needs), and its outputs match Keras's.
   The same architecture built with keras.layers.Conv2DTranspose does produce
@@ -33,6 +33,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 import keras_tconv
 from keras_tconv import SegregatedConv2DTranspose
+from keras_tconv.benchmark.tflite import model_ops, subgraph_ops
 
 INPUT_SHAPE = (6, 5, 3)
 
@@ -155,10 +156,6 @@ def _tflite(saved_model_path):
     return tf.lite.TFLiteConverter.from_saved_model(saved_model_path).convert()
 
 
-def _op_names(flatbuffer):
-    return [op["op_name"] for op in Interpreter(model_content=flatbuffer)._get_ops_details()]
-
-
 def _run_tflite(flatbuffer, x):
     interpreter = Interpreter(model_content=flatbuffer)
     (inp,) = interpreter.get_input_details()
@@ -180,7 +177,7 @@ def _check_ops(ops):
 
 def test_tflite_dynamic_batch(exported):
     flatbuffer = _tflite(exported.path)
-    ops = _op_names(flatbuffer)
+    ops = model_ops(flatbuffer)
     print("TFLite ops (dynamic batch):", sorted(set(ops)))
     _check_ops(ops)
     for batch, (x, y) in exported.data.items():
@@ -194,7 +191,7 @@ def test_tflite_batch_one(exported, implementation, tmp_path):
     path = str(tmp_path / "b1")
     model.export(path, verbose=False, input_signature=[tf.TensorSpec((1, *INPUT_SHAPE), tf.float32, name="image")])
     flatbuffer = _tflite(path)
-    ops = _op_names(flatbuffer)
+    ops = model_ops(flatbuffer)
     print(f"TFLite ops (batch 1, {implementation}):", sorted(set(ops)))
     _check_ops(ops)
     assert "SHAPE" not in ops  # a static batch needs no shape arithmetic
@@ -210,25 +207,44 @@ def test_litert_target_keeps_auto_off_tensorflows_kernel(tmp_path):
     y = np.asarray(model(x))
     signature = [tf.TensorSpec((1, 5, 4, 64), tf.float32)]
     model.export(str(tmp_path / "default"), verbose=False, input_signature=signature)
-    assert "TRANSPOSE_CONV" in _op_names(_tflite(str(tmp_path / "default")))
+    assert "TRANSPOSE_CONV" in model_ops(_tflite(str(tmp_path / "default")))
     with keras_tconv.lowering_target("litert"):
         model.export(str(tmp_path / "litert"), verbose=False, input_signature=signature)
     flatbuffer = _tflite(str(tmp_path / "litert"))
-    _check_ops(_op_names(flatbuffer))
+    _check_ops(model_ops(flatbuffer))
     np.testing.assert_allclose(_run_tflite(flatbuffer, x), y, rtol=1e-4, atol=1e-4)
 
 
-def test_small_batch_switch_converts_with_a_dynamic_batch(tmp_path):
-    """Without the LiteRT target, a wide layer with a dynamic batch keeps ``auto``'s
-    runtime switch to TensorFlow's kernel (an IF); it still converts, with builtin
-    ops only, and both branches give Keras's numbers."""
+def test_plain_conversion_has_no_control_flow(tmp_path):
+    """Without the LiteRT target, a wide layer with a dynamic batch converts
+    without IF or WHILE in any subgraph (``auto`` decides while tracing, never
+    by a runtime branch), with builtin ops only and Keras's numbers at any batch."""
     model = keras.Sequential([keras.Input((4, 4, 64)), SegregatedConv2DTranspose(32, 4, strides=2, padding="same")])
     model.export(str(tmp_path / "dynamic"), verbose=False)
     flatbuffer = _tflite(str(tmp_path / "dynamic"))
-    assert "IF" in _op_names(flatbuffer)
-    for batch in (1, 80):  # 16 and 1280 rows of work, either side of 2**15 / 32
+    assert len(subgraph_ops(flatbuffer)) == 1
+    assert {"IF", "WHILE"}.isdisjoint(model_ops(flatbuffer))
+    for batch in (1, 80):
         x = np.random.default_rng(batch).standard_normal((batch, 4, 4, 64)).astype("float32")
         np.testing.assert_allclose(_run_tflite(flatbuffer, x), np.asarray(model(x)), rtol=1e-4, atol=1e-4)
+
+
+def test_op_listing_reads_every_subgraph():
+    """An IF's branches are subgraphs of their own, which the interpreter's op
+    listing does not show: the op check reads them from the flatbuffer."""
+    layer = keras.layers.Conv2DTranspose(8, 4, strides=2, padding="same")
+    layer.build((None, 4, 4, 16))
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 4, 4, 16), tf.float32)])
+    def branching(x):
+        return tf.cond(tf.shape(x)[0] > 1, lambda: layer(x), lambda: tf.zeros_like(layer(x)) + 1.0)
+
+    flatbuffer = tf.lite.TFLiteConverter.from_concrete_functions([branching.get_concrete_function()], layer).convert()
+    main, *branches = subgraph_ops(flatbuffer)
+    assert "IF" in main and "TRANSPOSE_CONV" not in main
+    assert any("TRANSPOSE_CONV" in ops for ops in branches)
+    assert "TRANSPOSE_CONV" not in [op["op_name"] for op in Interpreter(model_content=flatbuffer)._get_ops_details()]
+    assert model_ops(flatbuffer) == tuple(op for ops in (main, *branches) for op in ops)
 
 
 def test_keras_conv2d_transpose_does_produce_transpose_conv(exported, tmp_path):
@@ -240,7 +256,7 @@ def test_keras_conv2d_transpose_does_produce_transpose_conv(exported, tmp_path):
     path = str(tmp_path / "keras_b1")
     model.export(path, verbose=False, input_signature=[tf.TensorSpec((1, *INPUT_SHAPE), tf.float32, name="image")])
     flatbuffer = _tflite(path)
-    ops = _op_names(flatbuffer)
+    ops = model_ops(flatbuffer)
     assert ops.count("TRANSPOSE_CONV") == 4
     with pytest.raises(AssertionError):
         _check_ops(ops)

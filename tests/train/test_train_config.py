@@ -1,6 +1,7 @@
 """The config schema: every option in conf/ composes into a valid config, and
 bad values fail with messages naming the key and the allowed values — before
-any data is loaded, also from the command line."""
+any data is loaded, also from the command line, where they are one line on
+standard error and leave no run directory behind."""
 
 from __future__ import annotations
 
@@ -76,24 +77,54 @@ def test_bad_values_fail_naming_key_and_allowed_values(overrides, error, message
         assert "expected one of [float32, mixed_float16, mixed_bfloat16]" in str(raised.value.__cause__)
 
 
-@pytest.mark.parametrize(
-    "override, message",
-    [
-        ("layer=foo", "Could not find 'layer/foo'"),
-        ("trainer.epochs=-1", "trainer.epochs=-1 is invalid: allowed values are integers >= 1"),
-        ("device=gpu", "device=gpu but TensorFlow sees no GPU; allowed values: auto (a GPU when present), cpu, gpu"),
-    ],
-)
-def test_command_line_fails_fast_before_loading_data(override: str, message: str, tmp_path: Path) -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "train", override, f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=REPO_ROOT,
-        env=subprocess_env(),  # hides any GPU
+def run_app(*overrides: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """``python -m train`` in ``cwd``, where Hydra's default run directory
+    (``outputs/<date>/<time>``) goes, with TensorFlow's log level left to the app."""
+    base = {key: value for key, value in subprocess_env().items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run(
+        [sys.executable, "-m", "train", *overrides],
+        cwd=cwd,
+        env={**base, **env},  # subprocess_env hides any GPU
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert completed.returncode != 0
-    assert message in completed.stderr
-    assert "Data:" not in completed.stdout + completed.stderr
-    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, line",
+    [
+        (["trainer.epochs=-1"], "Error: trainer.epochs=-1 is invalid: allowed values are integers >= 1"),
+        (
+            ["data=folder"],
+            "Error: data.path=null is invalid: data=folder needs data.path=DIR, "
+            "a folder holding one subfolder of images per class",
+        ),
+        (
+            ["device=gpu"],
+            "Error: device=gpu but TensorFlow sees no GPU; allowed values: auto (a GPU when present), cpu, gpu",
+        ),
+    ],
+)
+def test_command_line_error_is_one_line_before_loading_data(overrides, line: str, tmp_path: Path) -> None:
+    """Also after TensorFlow's import (device=gpu): its start-up lines are hidden by default."""
+    completed = run_app(*overrides, cwd=tmp_path)
+    assert completed.returncode == 1
+    assert completed.stderr.splitlines() == [line]
+    assert "Data:" not in completed.stdout
+    assert not any(tmp_path.iterdir())  # no outputs/<date>/<time>/ left behind
+
+
+def test_hydra_full_error_shows_the_traceback(tmp_path: Path) -> None:
+    completed = run_app("trainer.epochs=-1", cwd=tmp_path, HYDRA_FULL_ERROR="1")
+    assert completed.returncode == 1
+    assert "Traceback (most recent call last)" in completed.stderr
+    assert "ConfigValueError: trainer.epochs=-1 is invalid" in completed.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_unknown_config_option_fails_with_hydras_message(tmp_path: Path) -> None:
+    completed = run_app("layer=foo", cwd=tmp_path)
+    assert completed.returncode == 1
+    assert "Could not find 'layer/foo'" in completed.stderr and "Traceback" not in completed.stderr
+    assert not any(tmp_path.iterdir())

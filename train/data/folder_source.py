@@ -8,6 +8,8 @@ from pathlib import Path
 import tensorflow as tf
 
 from train.data.holdout import shuffled_holdout
+from train.errors import UserError
+from train.quiet import native_stderr_discarded
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +17,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = frozenset({".bmp", ".gif", ".jpeg", ".jpg", ".png"})
 
 
-class EmptyImageFolderError(ValueError):
+class EmptyImageFolderError(UserError, ValueError):
     """The folder has no class subfolders with image files."""
 
 
@@ -40,14 +42,17 @@ def readable_files(paths: list[str], channels: int) -> list[str]:
 
     Screening up front keeps a corrupt file from failing an epoch, and unlike
     ``ignore_errors`` inside the training pipeline it tells which files were
-    skipped.
+    skipped. The decoders' own messages about corrupt files (libjpeg prints
+    lines such as ``Input file read error`` to standard error) are discarded:
+    the caller reports the skipped files.
     """
     decoded = (
         tf.data.Dataset.from_tensor_slices(paths)
         .map(lambda path: (path, tf.shape(decode_image_file(path, channels))), num_parallel_calls=tf.data.AUTOTUNE)
         .ignore_errors()
     )
-    return [path.decode() for path, _ in decoded.as_numpy_iterator()]
+    with native_stderr_discarded():
+        return [path.decode() for path, _ in decoded.as_numpy_iterator()]
 
 
 def load_folder_images(
@@ -56,7 +61,10 @@ def load_folder_images(
     """Returns unbatched uint8 images as ``(train, validation, skipped_files)``."""
     folder = Path(root).expanduser()
     if not folder.is_dir():
-        raise EmptyImageFolderError(f"data.path={root} is not a folder")
+        raise EmptyImageFolderError(
+            f"data.path={root} is invalid: no such folder; data=folder needs a folder holding one subfolder "
+            "of images per class"
+        )
     paths = list_image_files(folder)
     if not paths:
         raise EmptyImageFolderError(

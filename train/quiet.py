@@ -1,0 +1,60 @@
+"""A console with the application's own messages only.
+
+TensorFlow writes start-up lines from C++, beside Python's logging, that a
+user cannot act on: absl's "before absl::InitializeLog()" warning, CUDA
+probing on a machine without a GPU (``cudart_stub``, ``failed call to
+cuInit``), CPU-feature notices. Image decoders (libjpeg) print raw errors
+such as ``Input file read error`` for the corrupt files that the app reports
+itself.
+
+``python -m train`` calls :func:`quiet_tensorflow` before anything imports
+TensorFlow: it sets ``TF_CPP_MIN_LOG_LEVEL=3`` (fatal messages only), and
+:func:`startup_noise_hidden` then discards what native code writes to
+standard error while TensorFlow is imported. Setting ``TF_CPP_MIN_LOG_LEVEL``
+yourself (``0`` shows everything) keeps both off. This module imports
+nothing heavy, so that it can run first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
+TF_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
+
+_quiet = False
+
+
+def quiet_tensorflow() -> None:
+    """Hides TensorFlow's C++ log below fatal, unless the user set a level."""
+    global _quiet
+    if TF_LOG_LEVEL not in os.environ:
+        os.environ[TF_LOG_LEVEL] = "3"
+        _quiet = True
+
+
+@contextlib.contextmanager
+def native_stderr_discarded() -> Iterator[None]:
+    """Sends file descriptor 2 to /dev/null meanwhile, which is where C and C++
+    libraries print; Python's pending ``sys.stderr`` output is flushed first."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def startup_noise_hidden() -> Iterator[None]:
+    """Around the first import of TensorFlow: discards native standard-error
+    output if :func:`quiet_tensorflow` quieted TensorFlow. An import error
+    still shows, as Python reports it once the import has failed."""
+    with native_stderr_discarded() if _quiet else contextlib.nullcontext():
+        yield
