@@ -8,6 +8,7 @@ import os
 import platform
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import tensorflow as tf
 from keras_tconv.benchmark import BENCH_EXTRA, report, runner, tflite
 from keras_tconv.benchmark.impls import IMPLEMENTATIONS, MODES
 from keras_tconv.benchmark.suites import SUITES, get_suite
+from keras_tconv.ops.platform import cpu_isa_flags, cpu_kernel_library, cpu_model
 
 
 def _implementations(text: str) -> tuple[str, ...]:
@@ -54,6 +56,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tflite", action="store_true",
                         help="also convert batch-1 one-layer models to TFLite and time them in LiteRT (XNNPACK)")
     parser.add_argument("--tflite-threads", type=int, default=2, help="LiteRT interpreter threads (default 2)")
+    parser.add_argument("--kernels", choices=("default", "eigen", "onednn"), default="default",
+                        help="TensorFlow's CPU kernel library: the machine's default, or Eigen or oneDNN forced "
+                             "(the run restarts itself with TF_ENABLE_ONEDNN_OPTS set)")
+    parser.add_argument("--tuning-cache", type=Path, default=None, metavar="DIR",
+                        help="auto's tuning cache (default: a fresh temporary one, so that auto measures in this run)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list", action="store_true", help="list the suite's shapes and exit")
     args = parser.parse_args(argv)
@@ -70,29 +77,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _header(args: argparse.Namespace, argv: list[str], started: datetime.datetime, seconds: float) -> list[str]:
     if args.device == "gpu":
         details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
         device = f"GPU ({details.get('device_name', 'unknown')})"
     else:
         threads = tf.config.threading.get_intra_op_parallelism_threads() or f"TF default for {os.cpu_count()} CPUs"
-        device = f"CPU ({_cpu_name()}; intra-op threads: {threads})"
+        device = (f"CPU ({cpu_model()}; {', '.join(cpu_isa_flags()) or 'no AVX2'}; intra-op threads: {threads}); "
+                  f"{cpu_kernel_library()} kernels")
     return [
         f"- command: `python -m keras_tconv.benchmark {shlex.join(argv)}`",
         f"- started {started:%Y-%m-%d %H:%M:%S}, took {seconds:.0f} s",
         f"- device: {device}; TensorFlow {tf.__version__}, Keras {keras.__version__}, "
         f"Python {platform.python_version()}, float32",
+        f"- auto: measured on a fresh tuning cache ({os.environ.get('KERAS_TCONV_CACHE_DIR')})"
+        if os.environ.get("KERAS_TCONV_TUNING", "on") != "off" else "- auto: static rule (tuning off)",
         f"- method: per shape and mode, all implementations and the dense-conv ceiling timed interleaved in one "
         f"process after {args.warmup} warm-up calls; {args.rounds} rounds in rotating order; a sample repeats "
         f"the call for at least {args.min_sample_ms:g} ms; time = median per call. speedup = keras time / impl "
@@ -101,9 +100,30 @@ def _header(args: argparse.Namespace, argv: list[str], started: datetime.datetim
     ]
 
 
+def _use_kernels(requested: str, argv: list[str]) -> None:
+    """Restart this run under the requested CPU kernel library, which TensorFlow
+    reads only when it loads (``TF_ENABLE_ONEDNN_OPTS``)."""
+    wanted = {"eigen": "Eigen", "onednn": "oneDNN"}.get(requested)
+    if wanted is None or cpu_kernel_library() == wanted:
+        return
+    if os.environ.get("KERAS_TCONV_BENCH_RESTARTED"):
+        raise SystemExit(f"--kernels {requested}: this TensorFlow runs {cpu_kernel_library()} kernels regardless")
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if wanted == "oneDNN" else "0", "KERAS_TCONV_BENCH_RESTARTED": "1"}
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "keras_tconv.benchmark", *argv], env)
+
+
+def _use_tuning_cache(directory: Path | None) -> None:
+    """``auto`` measures on the given cache, or on a fresh one (what a new user gets)."""
+    os.environ["KERAS_TCONV_TUNING"] = "on"
+    os.environ["KERAS_TCONV_CACHE_DIR"] = str(directory or tempfile.mkdtemp(prefix="keras_tconv_tuning_"))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    _use_kernels(args.kernels, argv)
+    _use_tuning_cache(args.tuning_cache)
     shapes = args.shape_list
     if args.list:
         for shape in shapes:

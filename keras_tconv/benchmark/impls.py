@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import time
 from typing import Callable
 
 import keras
@@ -75,6 +76,7 @@ class Case:
     run: dict[str, Callable[[], object]]
     functions: dict[str, tf.types.experimental.GenericFunction]
     args: dict[str, tuple]
+    first_call_s: dict[str, float]
 
     def op_types(self, name: str) -> collections.Counter:
         """How many ops of each type the traced function of ``name`` holds."""
@@ -144,17 +146,22 @@ def build_case(shape: Shape, mode: str, impls: tuple[str, ...], device: str, see
             ceiling_out = (*shape.input_shape[:3], shape.filters)
             ceiling_cotangent = tf.constant(rng.standard_normal(ceiling_out, dtype=np.float32))
             args = {name: (x, ceiling_cotangent if name == CEILING else cotangent) for name in calls}
-        run, functions = {}, {}
+        run, functions, first_call_s = {}, {}, {}
         for name, (call, variables) in calls.items():
+            # The first call traces (and, for auto, measures its candidates): what a
+            # model pays once per layer geometry before its first result.
+            start = time.perf_counter()
             function = _step_function(call, variables, mode)
             function.get_concrete_function(*args[name])
+            tf.nest.map_structure(lambda t: t.numpy(), function(*args[name]))
+            first_call_s[name] = time.perf_counter() - start
             functions[name] = function
             run[name] = _bind(function, args[name])
         layer_args = args[impls[0]]
         empty = tf.function(lambda *inputs: inputs[0])
         empty.get_concrete_function(*layer_args)
         functions[EMPTY_CALL], args[EMPTY_CALL], run[EMPTY_CALL] = empty, layer_args, _bind(empty, layer_args)
-    return Case(run=run, functions=functions, args=args)
+    return Case(run=run, functions=functions, args=args, first_call_s=first_call_s)
 
 
 def _bind(function: Callable, args: tuple) -> Callable[[], object]:

@@ -14,15 +14,16 @@ import collections
 import csv
 import importlib.util
 import math
+import statistics
 from pathlib import Path
 
 COLUMNS = (
-    "suite", "device", "mode", "shape", "layer", "source",
+    "suite", "device", "kernels", "mode", "shape", "layer", "source",
     "batch", "height", "width", "in_channels", "filters", "kernel_h", "kernel_w", "stride_h", "stride_w",
     "padding", "output_padding", "out_height", "out_width", "macs",
     "impl", "auto_picks", "time_ms", "time_q1_ms", "time_q3_ms", "calls_per_sample", "samples",
     "speedup_vs_keras", "gflops", "ceiling_ms", "ceiling_gflops", "empty_call_ms", "efficiency",
-    "max_rel_err", "traces", "peak_mem_mb", "ops", "xnnpack", "error",
+    "max_rel_err", "traces", "first_call_ms", "peak_mem_mb", "ops", "xnnpack", "error",
 )
 # Relative error (max |impl - keras| / max |keras|) above which the report flags a result.
 ERROR_FLAG = 1e-4
@@ -103,13 +104,29 @@ def _summary(grouped: dict, impls: list[str]) -> list[str]:
                 _fmt(geomean(efficiencies), ".0%") if mode != "tflite" else "–",
             ])
     header = ["mode", "impl", "geomean speedup vs keras", "min (shape)", "max", "geomean efficiency"]
-    lines = _table(header, body)
+    lines = _table(header, body) + _first_call_note(grouped)
     bound = {mode: len(_overhead_bound_shapes(shapes)) for mode, shapes in grouped.items()}
     if any(bound.values()):
         counts = ", ".join(f"{count} of {len(grouped[mode])} in {mode}" for mode, count in bound.items() if count)
         lines += ["", f"The geomeans include overhead-bound shapes ({counts}; marked {OVERHEAD_MARK} below), "
                   "whose speedups measure per-call overhead more than the convolution."]
     return lines
+
+
+def _first_call_note(grouped: dict) -> list[str]:
+    """How much longer ``auto``'s first call takes than Keras's (tracing, and measuring its candidates)."""
+    lines = []
+    for mode, shapes in grouped.items():
+        extra = {name: by_impl["auto"]["first_call_ms"] - by_impl["keras"]["first_call_ms"]
+                 for name, by_impl in shapes.items()
+                 if by_impl.get("auto", {}).get("first_call_ms") is not None
+                 and by_impl.get("keras", {}).get("first_call_ms") is not None}
+        if extra:
+            worst = max(extra, key=extra.get)
+            lines.append(f"- {mode}: auto's first call (trace, and timing its candidates on a fresh cache) took "
+                         f"{statistics.median(extra.values()):.0f} ms longer than keras's (median over shapes), "
+                         f"at most {extra[worst]:.0f} ms ({worst}).")
+    return [""] + lines if lines else []
 
 
 def _mode_tables(mode: str, shapes: dict, impls: list[str]) -> list[str]:

@@ -19,6 +19,7 @@ import tensorflow as tf
 from keras_tconv.benchmark import impls, memory, tflite
 from keras_tconv.benchmark.suites import Shape
 from keras_tconv.benchmark.timing import Timing, measure
+from keras_tconv.ops.platform import cpu_kernel_library
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,11 @@ def cpu_sync(result) -> None:
 
 def _sync_for(device: str) -> Callable[[object], None]:
     return gpu_sync if device.startswith("/GPU") else cpu_sync
+
+
+def kernels(device: str) -> str:
+    """What computes on ``device``: ``"cuDNN"`` on a GPU, else the CPU kernel library."""
+    return "cuDNN" if device == "gpu" else cpu_kernel_library()
 
 
 def _layer_columns(shape: Shape) -> dict:
@@ -112,7 +118,8 @@ def time_shape(shape: Shape, mode: str, options: Options, device: str, cpu_peaks
     macs = shape.macs * (3 if mode == "train" else 1)
     ceiling = timings[impls.CEILING]
     picks = auto_picks({impl: case.op_types(impl) for impl in options.implementations})
-    common = {"suite": options.suite, "device": options.device, "mode": mode, **_layer_columns(shape),
+    common = {"suite": options.suite, "device": options.device, "kernels": kernels(options.device),
+              "mode": mode, **_layer_columns(shape),
               "auto_picks": picks, "ceiling_ms": ceiling.median_s * 1e3,
               "ceiling_gflops": 2 * macs / ceiling.median_s / 1e9,
               "empty_call_ms": timings[impls.EMPTY_CALL].median_s * 1e3}
@@ -122,6 +129,7 @@ def time_shape(shape: Shape, mode: str, options: Options, device: str, cpu_peaks
             **common, "impl": impl, **_timing_columns(timings[impl], timings["keras"], macs),
             "efficiency": ceiling.median_s / timings[impl].median_s,
             "max_rel_err": errors[impl], "traces": case.functions[impl].experimental_get_tracing_count(),
+            "first_call_ms": case.first_call_s[impl] * 1e3,
             "peak_mem_mb": peaks[impl] / 2**20 if impl in peaks else None,
         })
     return rows

@@ -148,7 +148,8 @@ def _auto(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> tu
         candidates.append("rows")
 
     def make_runner(implementation):
-        forward = tf.function(_forward(implementation, plan_h, plan_w, activation))
+        # No autograph: the lowerings are plain graph code, and converting them costs seconds.
+        forward = tf.function(_forward(implementation, plan_h, plan_w, activation), autograph=False)
         k = tf.random.normal(kernel.shape, dtype=kernel.dtype)
         b = None if bias is None else tf.random.normal(bias.shape, dtype=bias.dtype)
         inputs = {n: tf.random.normal((n, height, width, channels), dtype=x.dtype) for n in batches}

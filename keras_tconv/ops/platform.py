@@ -19,3 +19,33 @@ def cpu_kernel_library() -> str:
     from tensorflow.python.util import _pywrap_util_port
 
     return "oneDNN" if _pywrap_util_port.IsMklEnabled() else "Eigen"
+
+
+# The instruction-set flags that decide which kernels TensorFlow and oneDNN run.
+_ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(name):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    import platform
+
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_isa_flags() -> tuple[str, ...]:
+    """Which of the vector-instruction flags that matter here the CPU has (AVX2, AVX-512, AMX)."""
+    flags = set((_cpuinfo_field("flags") or "").split())
+    return tuple(flag for flag in _ISA_FLAGS if flag in flags)

@@ -29,7 +29,6 @@ import dataclasses
 import json
 import logging
 import os
-import platform
 import statistics
 import tempfile
 import threading
@@ -40,7 +39,7 @@ import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 from tensorflow.python.ops import control_flow_util
 
-from keras_tconv.ops.platform import cpu_kernel_library
+from keras_tconv.ops.platform import cpu_kernel_library, cpu_model
 
 log = logging.getLogger("keras_tconv")
 
@@ -103,17 +102,7 @@ def device_name(device_hint: str = "") -> str:
     gpus = tf.config.list_physical_devices("GPU")
     if gpus and "CPU" not in device_hint.upper():
         return f"GPU {tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)}"
-    return f"CPU {_cpu_model()} {cpu_kernel_library()}"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return f"CPU {cpu_model()} {cpu_kernel_library()}"
 
 
 def cache_path(device: str) -> Path:
