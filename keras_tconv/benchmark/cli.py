@@ -55,6 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="also measure peak memory per implementation (CPU: one subprocess per implementation)")
     parser.add_argument("--tflite", action="store_true",
                         help="also convert batch-1 one-layer models to TFLite and time them in LiteRT (XNNPACK)")
+    parser.add_argument("--tflite-int8", action="store_true",
+                        help="also time full-integer (int8) quantized batch-1 models in LiteRT")
     parser.add_argument("--tflite-threads", type=int, default=2, help="LiteRT interpreter threads (default 2)")
     parser.add_argument("--kernels", choices=("default", "eigen", "onednn"), default="default",
                         help="TensorFlow's CPU kernel library: the machine's default, or Eigen or oneDNN forced "
@@ -64,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list", action="store_true", help="list the suite's shapes and exit")
     args = parser.parse_args(argv)
-    if args.tflite and not tflite.litert_available():
+    if (args.tflite or args.tflite_int8) and not tflite.litert_available():
         parser.error(tflite.LITERT_MISSING)
     if args.device == "gpu" and not tf.config.list_physical_devices("GPU"):
         parser.error("--device gpu: TensorFlow sees no GPU on this machine")
@@ -140,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         memory=args.memory,
         tflite=args.tflite,
         tflite_threads=args.tflite_threads,
+        tflite_int8=args.tflite_int8,
         seed=args.seed,
     )
     started, start = datetime.datetime.now(), time.perf_counter()

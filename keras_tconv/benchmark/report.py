@@ -27,6 +27,8 @@ COLUMNS = (
 )
 # Relative error (max |impl - keras| / max |keras|) above which the report flags a result.
 ERROR_FLAG = 1e-4
+# The same for full-integer models, whose 8-bit activations round to about 1/256 of their range.
+INT8_ERROR_FLAG = 0.05
 # A shape is overhead-bound when calling an empty function with its inputs (a tf.function, or a LiteRT
 # model, that computes nothing) takes at least this share of Keras's time: its speedups then measure
 # per-call overhead more than the convolution.
@@ -101,7 +103,7 @@ def _summary(grouped: dict, impls: list[str]) -> list[str]:
             body.append([
                 mode, impl, _fmt(geomean(speedups.values()), ".2f", "x"),
                 f"{speedups[worst]:.2f}x ({worst})", _fmt(max(speedups.values()), ".2f", "x"),
-                _fmt(geomean(efficiencies), ".0%") if mode != "tflite" else "–",
+                _fmt(geomean(efficiencies), ".0%") if not mode.startswith("tflite") else "–",
             ])
     header = ["mode", "impl", "geomean speedup vs keras", "min (shape)", "max", "geomean efficiency"]
     lines = _table(header, body) + _first_call_note(grouped)
@@ -151,13 +153,13 @@ def _mode_tables(mode: str, shapes: dict, impls: list[str]) -> list[str]:
                 cell += f" [{row['auto_picks']}]"
             cells.append(cell)
         for impl, row in by_impl.items():
-            if (row.get("max_rel_err") or 0) > ERROR_FLAG:
+            if (row.get("max_rel_err") or 0) > (INT8_ERROR_FLAG if mode == "tflite_int8" else ERROR_FLAG):
                 flags.append(f"- {name} / {impl}: max relative error vs keras {row['max_rel_err']:.2e}")
             if (row.get("traces") or 1) > 1:
                 flags.append(f"- {name} / {impl}: traced {row['traces']} times")
         body.append(cells)
     lines += _table(header, body) + _overhead_note(mode, shapes)
-    if mode == "tflite":
+    if mode.startswith("tflite"):
         return lines + _tflite_ops(shapes, impls)
     lines += ["", "Efficiency: dense-conv ceiling time / impl time, and GFLOP/s. The ceiling is a stride-1 "
               "\"same\" conv2d of the same input with the layer's kernel size and output channels (plus bias): "
@@ -187,7 +189,7 @@ def _overhead_note(mode: str, shapes: dict) -> list[str]:
     bound = _overhead_bound_shapes(shapes)
     if not bound:
         return []
-    empty = "LiteRT model" if mode == "tflite" else "tf.function"
+    empty = "LiteRT model" if mode.startswith("tflite") else "tf.function"
     keras_rows = {name: shapes[name]["keras"] for name in bound}
     times = "; ".join(f"{name}: {row['empty_call_ms']:.3f} of {row['time_ms']:.3f} ms"
                       for name, row in keras_rows.items())

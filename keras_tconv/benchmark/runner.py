@@ -36,6 +36,7 @@ class Options:
     memory: bool
     tflite: bool
     tflite_threads: int
+    tflite_int8: bool
     seed: int
 
 
@@ -135,16 +136,17 @@ def time_shape(shape: Shape, mode: str, options: Options, device: str, cpu_peaks
     return rows
 
 
-def tflite_rows(shape: Shape, options: Options) -> list[dict]:
-    """Rows for one shape's batch-1 TFLite models (mode ``tflite``)."""
+def tflite_rows(shape: Shape, options: Options, mode: str = "tflite") -> list[dict]:
+    """Rows for one shape's batch-1 TFLite models (mode ``tflite``, or ``tflite_int8`` quantized)."""
     results, empty_call = tflite.run_shape(shape, options.implementations, options.tflite_threads, options.rounds,
-                                           options.warmup, options.min_sample_s, options.seed)
+                                           options.warmup, options.min_sample_s, options.seed,
+                                           int8=mode == "tflite_int8")
     keras = next((r.timing for r in results if r.impl == "keras"), None)
     batch1 = shape.with_batch(1)
     picks = auto_picks({r.impl: r.ops for r in results if not r.error})
     rows = []
     for result in results:
-        row = {"suite": options.suite, "device": f"litert-xnnpack-{options.tflite_threads}t", "mode": "tflite",
+        row = {"suite": options.suite, "device": f"litert-xnnpack-{options.tflite_threads}t", "mode": mode,
                **_layer_columns(batch1), "auto_picks": picks, "empty_call_ms": empty_call.median_s * 1e3,
                "impl": result.impl,
                "max_rel_err": result.max_rel_err, "ops": " ".join(result.ops),
@@ -171,7 +173,7 @@ def plan(shapes: tuple[Shape, ...], options: Options) -> list[tuple[str, Callabl
         for mode in options.modes:
             step = functools.partial(time_shape, shape, mode, options, device, cpu_peaks)
             steps.append((f"{shape.name} {mode}", step))
-    if options.tflite:
+    for mode in ("tflite",) * options.tflite + ("tflite_int8",) * options.tflite_int8:
         for shape in shapes:
-            steps.append((f"{shape.name} tflite", functools.partial(tflite_rows, shape, options)))
+            steps.append((f"{shape.name} {mode}", functools.partial(tflite_rows, shape, options, mode)))
     return steps

@@ -105,8 +105,14 @@ def _stderr_discarded():
         os.close(saved)
 
 
-def convert(layer: keras.layers.Layer, input_shape: tuple[int, ...]) -> bytes:
-    """A TFLite flatbuffer of ``layer`` alone, for a fixed ``input_shape``."""
+def convert(layer: keras.layers.Layer, input_shape: tuple[int, ...], calibration: np.ndarray | None = None) -> bytes:
+    """A TFLite flatbuffer of ``layer`` alone, for a fixed ``input_shape``.
+
+    With ``calibration`` (inputs of ``input_shape``, stacked on a new first axis),
+    the model is quantized to full integer: int8 weights and activations,
+    every op an int8 builtin, calibrated on those samples (float input and
+    output, quantized at the model's edges).
+    """
     model = keras.Sequential([keras.Input(input_shape[1:], batch_size=input_shape[0]), layer])
     with tempfile.TemporaryDirectory() as directory, _stderr_discarded(), lowering_target("litert"):
         model.export(
@@ -115,7 +121,12 @@ def convert(layer: keras.layers.Layer, input_shape: tuple[int, ...]) -> bytes:
             verbose=False,
             input_signature=[tf.TensorSpec(input_shape, tf.float32)],
         )
-        return tf.lite.TFLiteConverter.from_saved_model(directory).convert()
+        converter = tf.lite.TFLiteConverter.from_saved_model(directory)
+        if calibration is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: ([sample] for sample in calibration)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        return converter.convert()
 
 
 def _summarize(error: Exception) -> str:
@@ -157,20 +168,25 @@ def run_shape(
     warmup: int,
     min_sample_s: float,
     seed: int = 0,
+    int8: bool = False,
 ) -> tuple[list[TfliteResult], Timing]:
     """Convert, check and time every implementation on ``shape`` at batch 1.
 
-    Returns the results and the time of invoking an empty model
-    (:data:`impls.EMPTY_CALL`), timed with them.
+    With ``int8``, every model is quantized to full integer, calibrated on
+    16 random inputs (:func:`convert`); its error is still taken against
+    Keras's float layer. Returns the results and the time of invoking an
+    empty model (:data:`impls.EMPTY_CALL`), timed with them.
     """
     shape = shape.with_batch(1)
     layers = impls.build_layers(shape, implementations, seed)
-    x = np.random.default_rng(seed + 3).standard_normal(shape.input_shape, dtype=np.float32)
+    rng = np.random.default_rng(seed + 3)
+    x = rng.standard_normal(shape.input_shape, dtype=np.float32)
+    calibration = rng.standard_normal((16, *shape.input_shape), dtype=np.float32) if int8 else None
     reference = layers["keras"](x).numpy()
     interpreters, ops, failures = {}, {}, {}
     for impl, layer in layers.items():
         try:
-            model = convert(layer, shape.input_shape)
+            model = convert(layer, shape.input_shape, calibration)
             interpreters[impl] = _interpreter(model, threads, x)
         except Exception as error:  # noqa: BLE001 - a failed conversion is a result, not a crash
             failures[impl] = _summarize(error)
