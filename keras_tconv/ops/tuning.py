@@ -52,7 +52,7 @@ MIN_ROUNDS, MAX_ROUNDS = 1, 15
 MIN_MARGIN = 0.05
 
 _lock = threading.Lock()
-_memory: dict[str, "Choice"] = {}
+_memory: dict[tuple[str, str], "Choice"] = {}
 _made: list["Choice"] = []
 
 
@@ -195,10 +195,10 @@ def choose(key: str, candidates: tuple, make_runner, batches: tuple, fallback: s
     with ``impl`` at a given batch size; it is only called to measure, in
     eager mode on the layer's device.
     """
+    device = device_name(device_hint)
     with _lock:
-        if key in _memory:
-            return _memory[key]
-        device = device_name(device_hint)
+        if (device, key) in _memory:
+            return _memory[device, key]
         path = cache_path(device)
         cached = _read(path).get(key)
         if cached is not None:
@@ -211,7 +211,7 @@ def choose(key: str, candidates: tuple, make_runner, batches: tuple, fallback: s
             times_ms = {impl: {str(b): round(t * 1e3, 4) for b, t in by_batch.items()} for impl, by_batch in medians.items()}
             choice = Choice(key, pick(medians, spreads, batches), "measured", times_ms)
             _write(path, key, choice)
-        _memory[key] = choice
+        _memory[device, key] = choice
         _made.append(choice)
         log.info("keras_tconv auto: %s", choice.describe())
         return choice
