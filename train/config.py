@@ -245,6 +245,21 @@ class TrainConfig:
         )
 
 
+def require_even_split(batch_size: int, parts: int, what: str) -> None:
+    """Checks that ``data.batch_size``, the global batch, splits evenly into
+    ``parts`` (the replicas or workers that ``what`` names).
+
+    Keras's first-batch shape probe under a distribution strategy (in
+    ``fit``'s validation and in ``evaluate``) fails on a batch that splits
+    unevenly across replicas, and workers only train in lockstep when each
+    gets an equal share.
+    """
+    if batch_size % parts:
+        raise ConfigValueError(
+            f"data.batch_size={batch_size} is invalid: allowed values are multiples of {parts}, the number of {what}"
+        )
+
+
 def register_schema() -> None:
     """Registers :class:`TrainConfig` under :data:`SCHEMA_NAME` for ``conf/config.yaml``."""
     ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)

@@ -35,6 +35,8 @@ METRICS_KEYS = {
     "train_seconds",
     "resumed_from_epoch",
     "skipped_files",
+    "workers",
+    "replicas",
 }
 
 SERVE_SCRIPT = textwrap.dedent(
