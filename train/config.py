@@ -86,6 +86,7 @@ class DeviceKind(Enum):
 class StrategyName(Enum):
     none = "none"
     mirrored = "mirrored"
+    multi_worker = "multi_worker"
 
 
 @dataclass
@@ -215,10 +216,22 @@ class DeviceConfig:
 @dataclass
 class DistributeConfig:
     """``mirrored`` replicates training over all local devices of the chosen
-    kind (``tf.distribute.MirroredStrategy``); ``data.batch_size`` is then the
-    global batch."""
+    kind (``tf.distribute.MirroredStrategy``); ``multi_worker`` over the
+    workers that ``TF_CONFIG`` names (``tf.distribute.MultiWorkerMirroredStrategy``,
+    every worker running the same command). ``data.batch_size`` is then the
+    global batch.
+
+    ``peer_timeout_s`` (multi_worker only) bounds every wait for the other
+    workers: for all of them to join at start-up, and for each collective
+    operation during training. A worker that waits longer fails, naming the
+    peers it could not reach.
+    """
 
     strategy: StrategyName = StrategyName.none
+    peer_timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        _require(self.peer_timeout_s > 0, "distribute.peer_timeout_s", self.peer_timeout_s, "numbers > 0")
 
 
 @dataclass

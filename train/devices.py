@@ -48,8 +48,10 @@ def select_device(kind: DeviceKind) -> str:
 
 
 def make_strategy(name: StrategyName) -> tf.distribute.Strategy:
-    """The default (no-op) strategy, or a MirroredStrategy over all local
-    logical GPUs, or over all logical CPUs when there is no GPU."""
+    """The strategy of ``distribute=none`` or ``mirrored``: the default
+    (no-op) strategy, or a MirroredStrategy over all local logical GPUs, or
+    over all logical CPUs when there is no GPU. (``multi_worker`` joins a
+    cluster instead: :func:`train.multi_worker.strategy.join_cluster`.)"""
     if name is StrategyName.none:
         return tf.distribute.get_strategy()
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")

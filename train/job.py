@@ -1,7 +1,8 @@
 """One training job, from validated config to a complete run directory.
 
-:func:`run_job` composes the pieces around training (data, model, outputs,
-metrics), which other training loops reuse.
+:func:`run_job` trains in one process (``distribute=none`` or ``mirrored``);
+the pieces around training are shared with the workers of
+``distribute=multi_worker`` (:mod:`train.multi_worker.job`).
 """
 
 from __future__ import annotations

@@ -96,8 +96,9 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def check_run_dir(run_dir: Path, epochs: int) -> dict:
-    """Asserts the run-directory contract and an easy problem's falling loss;
+def check_run_dir(run_dir: Path, epochs: int, resumed: bool = False) -> dict:
+    """Asserts the run-directory contract and an easy problem's falling loss
+    (of a run that was interrupted and then ``resumed``, or trained in one go);
     returns the metrics."""
     for name in RUN_DIR_CONTRACT:
         assert (run_dir / name).exists(), f"{name} missing from {run_dir}"
@@ -107,7 +108,11 @@ def check_run_dir(run_dir: Path, epochs: int) -> dict:
     assert len(metrics["loss"]) == len(metrics["val_loss"]) == epochs
     assert metrics["loss"][-1] < 0.95 * metrics["loss"][0], f"loss did not fall: {metrics['loss']}"
     assert metrics["median_step_ms"] > 0 and metrics["images_per_second"] > 0 and metrics["train_seconds"] > 0
-    assert metrics["resumed_from_epoch"] is None
+    if resumed:
+        assert 1 <= metrics["resumed_from_epoch"] < epochs, metrics["resumed_from_epoch"]
+        assert len(metrics["epoch_seconds"]) == epochs - metrics["resumed_from_epoch"]
+    else:
+        assert metrics["resumed_from_epoch"] is None
     return metrics
 
 
