@@ -30,20 +30,24 @@ pytestmark = pytest.mark.slow
 WORKERS = 2
 EPOCHS = 3
 # Epochs of a few seconds, so that the kill lands inside the second one.
+# Plain SGD, unlike Adam, steps in proportion to the gradients, so the
+# equivalence check below also catches a loss scaled to the wrong batch.
 OVERRIDES = (
     "data.batch_size=32",
     "layer=segregated",
     "layer.implementation=split",
     "trainer.steps_per_epoch=40",
-    "trainer.learning_rate=0.01",
+    "trainer.optimizer=sgd",
+    "trainer.learning_rate=2.0",
 )
 # The two runs compute the same float32 sums in another order (each worker
 # sums the loss of its half of the batch, the all-reduce adds the halves, and
 # likewise for the gradients), so each step differs by rounding only: a few
-# units in the last place, ~1e-7 relative. Through one epoch of Adam steps
-# that stays well below 1e-5 (measured: under 1e-6), while a batch split in
-# the wrong place, a loss not scaled to the global batch (twice the
-# gradients) or another data order move the first epoch's loss by far more.
+# units in the last place, ~1e-7 relative. Through one epoch of steps that
+# stays well below 1e-5 (measured: under 1e-6), while a batch split in the
+# wrong place, another data order or initial weights, or a loss not scaled
+# to the global batch (twice the gradients) move the first epoch's loss by
+# far more.
 EQUIVALENCE_RTOL = 1e-5
 
 
