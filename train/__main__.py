@@ -18,6 +18,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from train.config import register_schema, to_train_config
@@ -35,7 +36,7 @@ def main(cfg: DictConfig) -> float | None:
     runs one job, and returns its final validation loss (the value a Hydra
     sweeper would minimise; None on the workers other than the chief)."""
     config = to_train_config(cfg)
-    cluster = cluster_of(config)
+    cluster = cluster_of(config, multirun=HydraConfig.get().mode is RunMode.MULTIRUN)
     # Imported once the config is valid, so that a bad override fails at once
     # instead of after TensorFlow's import.
     from train.job import run_job

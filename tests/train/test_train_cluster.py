@@ -103,6 +103,7 @@ def test_the_global_batch_must_split_across_the_workers() -> None:
         (tf_config(index=5), [], "TF_CONFIG task index 5 is outside the cluster"),
         (tf_config(task_type="evaluator"), [], 'TF_CONFIG task type "evaluator" is invalid'),
         (tf_config(), ["data.batch_size=63"], "data.batch_size=63 is invalid: allowed values are multiples of 2"),
+        (tf_config(), ["-m"], "distribute=multi_worker is invalid in a multirun (-m)"),
     ],
 )
 def test_command_line_fails_before_importing_tensorflow(
@@ -116,7 +117,15 @@ def test_command_line_fails_before_importing_tensorflow(
     if raw is not None:
         env["TF_CONFIG"] = raw
     completed = subprocess.run(
-        [sys.executable, "-m", "train", "distribute=multi_worker", *overrides, f"hydra.run.dir={tmp_path / 'run'}"],
+        [
+            sys.executable,
+            "-m",
+            "train",
+            *overrides,
+            "distribute=multi_worker",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

@@ -138,15 +138,24 @@ def read_cluster(environ: Mapping[str, str] = os.environ) -> ClusterTask:
     return ClusterTask(tasks, _find_me(spec.get("task"), tasks))
 
 
-def cluster_of(config: TrainConfig, environ: Mapping[str, str] = os.environ) -> ClusterTask | None:
+def cluster_of(
+    config: TrainConfig, environ: Mapping[str, str] = os.environ, multirun: bool = False
+) -> ClusterTask | None:
     """The checked cluster of a ``distribute=multi_worker`` job, None for the
     other strategies.
 
     The global batch must split evenly across the workers; this is checked
-    here already, before any worker waits for the others.
+    here already, before any worker waits for the others. A Hydra
+    ``multirun`` is refused: its jobs share one process, and a second job's
+    collectives fail on the state the first left behind.
     """
     if config.distribute.strategy is not StrategyName.multi_worker:
         return None
+    if multirun:
+        raise ConfigValueError(
+            "distribute=multi_worker is invalid in a multirun (-m): every worker trains one job per process, "
+            "so launch each job of a sweep as its own command"
+        )
     cluster = read_cluster(environ)
     require_even_split(config.data.batch_size, cluster.workers, f"workers in {TF_CONFIG}")
     return cluster
