@@ -7,6 +7,8 @@ Examples::
     python -m train model=paper_mnist layer=zero_insertion trainer.epochs=3
     python -m train data=flowers model=flowers_autoencoder device=gpu
     python -m train -m layer=segregated,keras,zero_insertion
+    TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
+               "task": {"type": "worker", "index": 0}}' python -m train distribute=multi_worker
 
 Run it from the repository root: the package is not installed, and Hydra
 reads ``conf/`` next to it. TensorFlow's start-up messages are hidden unless
@@ -33,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from train.config import register_schema, to_train_config  # noqa: E402
 from train.errors import job_failures_reported  # noqa: E402
+from train.multi_worker.cluster import cluster_of  # noqa: E402
 from train.run_dir import RunDir  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -50,20 +53,24 @@ def _hydra_dirs() -> list[Path]:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> float:
-    """Validates the config, runs one job, and returns its final validation
-    loss (the value a Hydra sweeper would minimise)."""
+def main(cfg: DictConfig) -> float | None:
+    """Validates the config (and ``TF_CONFIG`` for ``distribute=multi_worker``),
+    runs one job, and returns its final validation loss (the value a Hydra
+    sweeper would minimise; None on the workers other than the chief)."""
     hydra_dirs = _hydra_dirs()
     with job_failures_reported(hydra_dirs):
         config = to_train_config(cfg)
+        cluster = cluster_of(config, multirun=HydraConfig.get().mode is RunMode.MULTIRUN)
         # Imported once the config is valid, so that a bad override fails at once
         # instead of after TensorFlow's import.
         with startup_noise_hidden():
             from train.job import run_job
+            from train.multi_worker.job import run_worker_job
 
         log.info("Config:\n%s", OmegaConf.to_yaml(cfg))
-        metrics = run_job(config, RunDir(hydra_dirs[0]))
-    return metrics["val_loss"][-1]
+        run_dir = RunDir(hydra_dirs[0])
+        metrics = run_job(config, run_dir) if cluster is None else run_worker_job(config, run_dir, cluster)
+    return None if metrics is None else metrics["val_loss"][-1]
 
 
 if __name__ == "__main__":

@@ -88,6 +88,7 @@ class DeviceKind(Enum):
 class StrategyName(Enum):
     none = "none"
     mirrored = "mirrored"
+    multi_worker = "multi_worker"
 
 
 @dataclass
@@ -221,10 +222,22 @@ class DeviceConfig:
 @dataclass
 class DistributeConfig:
     """``mirrored`` replicates training over all local devices of the chosen
-    kind (``tf.distribute.MirroredStrategy``); ``data.batch_size`` is then the
-    global batch."""
+    kind (``tf.distribute.MirroredStrategy``); ``multi_worker`` over the
+    workers that ``TF_CONFIG`` names (``tf.distribute.MultiWorkerMirroredStrategy``,
+    every worker running the same command). ``data.batch_size`` is then the
+    global batch.
+
+    ``peer_timeout_s`` (multi_worker only) bounds every wait for the other
+    workers: for all of them to join at start-up, and for each collective
+    operation during training. A worker that waits longer fails, naming the
+    peers it could not reach.
+    """
 
     strategy: StrategyName = StrategyName.none
+    peer_timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        _require(self.peer_timeout_s > 0, "distribute.peer_timeout_s", self.peer_timeout_s, "numbers > 0")
 
 
 @dataclass
@@ -248,6 +261,21 @@ class TrainConfig:
             self.data.image_size,
             f"multiples of {self.model.downsampling} for model={self.model.name}, "
             f"whose encoder halves the image {len(self.model.filters)} times",
+        )
+
+
+def require_even_split(batch_size: int, parts: int, what: str) -> None:
+    """Checks that ``data.batch_size``, the global batch, splits evenly into
+    ``parts`` (the replicas or workers that ``what`` names).
+
+    Keras's first-batch shape probe under a distribution strategy (in
+    ``fit``'s validation and in ``evaluate``) fails on a batch that splits
+    unevenly across replicas, and workers only train in lockstep when each
+    gets an equal share.
+    """
+    if batch_size % parts:
+        raise ConfigValueError(
+            f"data.batch_size={batch_size} is invalid: allowed values are multiples of {parts}, the number of {what}"
         )
 
 

@@ -7,7 +7,7 @@ import os
 
 import tensorflow as tf
 
-from train.config import ConfigValueError, DeviceKind, StrategyName
+from train.config import DeviceKind, StrategyName
 from train.errors import UserError
 
 
@@ -49,23 +49,11 @@ def select_device(kind: DeviceKind) -> str:
 
 
 def make_strategy(name: StrategyName) -> tf.distribute.Strategy:
-    """The default (no-op) strategy, or a MirroredStrategy over all local
-    logical GPUs, or over all logical CPUs when there is no GPU."""
+    """The strategy of ``distribute=none`` or ``mirrored``: the default
+    (no-op) strategy, or a MirroredStrategy over all local logical GPUs, or
+    over all logical CPUs when there is no GPU. (``multi_worker`` joins a
+    cluster instead: :func:`train.multi_worker.strategy.join_cluster`.)"""
     if name is StrategyName.none:
         return tf.distribute.get_strategy()
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
     return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
-
-
-def require_even_split(batch_size: int, replicas: int) -> None:
-    """Checks that every replica gets the same share of a full batch.
-
-    Keras's first-batch shape probe under a distribution strategy (in
-    ``fit``'s validation and in ``evaluate``) fails on a batch that splits
-    unevenly.
-    """
-    if batch_size % replicas:
-        raise ConfigValueError(
-            f"data.batch_size={batch_size} is invalid: allowed values are multiples of {replicas}, "
-            "the number of replicas of distribute=mirrored"
-        )

@@ -1,16 +1,23 @@
-"""One training job, from validated config to a complete run directory."""
+"""One training job, from validated config to a complete run directory.
+
+:func:`run_job` trains in one process (``distribute=none`` or ``mirrored``);
+the pieces around training are shared with the workers of
+``distribute=multi_worker`` (:mod:`train.multi_worker.job`).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import keras
+import tensorflow as tf
 
-from train.config import TrainConfig
+from train.config import TrainConfig, require_even_split
 from train.data import ImageSplits, autoencoder_batches, load_image_splits
-from train.devices import make_strategy, require_even_split, select_device
+from train.devices import make_strategy, select_device
 from train.export import save_model
 from train.models import build_autoencoder, transpose_conv_lowerings
 from train.reconstructions import plot_reconstructions
@@ -19,6 +26,15 @@ from train.session import reset_global_state
 from train.training import TrainingResult, compile_model, fit_model
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobData:
+    """The loaded images and their training and validation batches."""
+
+    splits: ImageSplits
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
 
 
 def run_job(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
@@ -35,12 +51,31 @@ def run_job(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
     reset_global_state(config.trainer)
     strategy = make_strategy(config.distribute.strategy)
     log.info("Device: %s, %d replica(s)", device, strategy.num_replicas_in_sync)
-    data = config.data
-    require_even_split(data.batch_size, strategy.num_replicas_in_sync)
+    check_replica_split(config, strategy)
 
+    data = load_batches(config)
+    model = build_compiled_model(config, strategy)
+    result = fit_model(model, data.train, data.validation, config.trainer, run_dir)
+    metrics = job_metrics(config, data.splits, device, strategy.num_replicas_in_sync, 1, model, result)
+    write_outputs(config, run_dir, model, data.validation, metrics)
+    return metrics
+
+
+def check_replica_split(config: TrainConfig, strategy: tf.distribute.Strategy) -> None:
+    """Checks that the global batch splits evenly across ``strategy``'s replicas."""
+    require_even_split(
+        config.data.batch_size,
+        strategy.num_replicas_in_sync,
+        f"replicas of distribute={config.distribute.strategy.value}",
+    )
+
+
+def load_batches(config: TrainConfig) -> JobData:
+    """Loads the configured images and batches them with the global batch size."""
+    data = config.data
     splits = load_image_splits(data, config.trainer.seed)
     log.info("Data: %s", splits.source)
-    train_batches = autoencoder_batches(
+    train = autoencoder_batches(
         splits.train,
         data.image_size,
         data.channels,
@@ -48,39 +83,56 @@ def run_job(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
         shuffle_seed=config.trainer.seed,
         repeat=config.trainer.steps_per_epoch is not None,
     )
-    validation_batches = autoencoder_batches(splits.validation, data.image_size, data.channels, data.batch_size)
+    validation = autoencoder_batches(splits.validation, data.image_size, data.channels, data.batch_size)
+    return JobData(splits, train, validation)
 
+
+def build_compiled_model(config: TrainConfig, strategy: tf.distribute.Strategy) -> keras.Model:
+    """The configured autoencoder, built and compiled in ``strategy``'s scope."""
     with strategy.scope():
-        model = build_autoencoder(config.model, config.layer, data.image_size, data.channels)
+        model = build_autoencoder(config.model, config.layer, config.data.image_size, config.data.channels)
         compile_model(model, config.trainer)
     model.summary(print_fn=log.info)
+    return model
 
-    result = fit_model(model, train_batches, validation_batches, config.trainer, run_dir)
 
+def write_outputs(
+    config: TrainConfig,
+    run_dir: RunDir,
+    model: keras.Model,
+    validation_batches: tf.data.Dataset,
+    metrics: dict[str, Any],
+) -> None:
+    """Writes the trained model, its export, the reconstruction grid and
+    ``metrics.json`` into ``run_dir``."""
     save_model(model, run_dir)
     inputs, _ = next(validation_batches.unbatch().batch(config.reconstructions).as_numpy_iterator())
     plot_reconstructions(model, inputs, run_dir.reconstructions)
-
-    metrics = job_metrics(config, splits, device, strategy.num_replicas_in_sync, model, result)
     run_dir.metrics.write_text(json.dumps(metrics, indent=2))
     log.info(
         "Final loss %.5f, val_loss %.5f, median step %.2f ms; outputs in %s",
-        result.loss[-1],
-        result.val_loss[-1],
-        result.step_ms.median_ms if result.step_ms else float("nan"),
+        metrics["loss"][-1],
+        metrics["val_loss"][-1],
+        metrics["median_step_ms"] or float("nan"),
         run_dir.root,
     )
-    return metrics
 
 
 def job_metrics(
-    config: TrainConfig, splits: ImageSplits, device: str, replicas: int, model: keras.Model, result: TrainingResult
+    config: TrainConfig,
+    splits: ImageSplits,
+    device: str,
+    replicas: int,
+    workers: int,
+    model: keras.Model,
+    result: TrainingResult,
 ) -> dict[str, Any]:
     """The contents of ``metrics.json``.
 
-    ``images_per_second`` is the steady-state throughput implied by the
-    median step time of full batches; ``step_ms_q1`` and ``step_ms_q3`` bound
-    the middle half of the step times. ``lowerings`` names the lowering each
+    ``replicas`` counts all replicas of all ``workers``; ``images_per_second``
+    is the steady-state throughput of the whole job implied by the median step
+    time of full (global) batches; ``step_ms_q1`` and ``step_ms_q3`` bound the
+    middle half of the step times. ``lowerings`` names the lowering each
     transposed convolution ran (see :func:`transpose_conv_lowerings`).
     """
     data, trainer, layer = config.data, config.trainer, config.layer
@@ -97,6 +149,7 @@ def job_metrics(
         "image_size": data.image_size,
         "batch_size": data.batch_size,
         "device": device,
+        "workers": workers,
         "replicas": replicas,
         "precision": keras.config.dtype_policy().name,
         "epochs": trainer.epochs,

@@ -52,6 +52,33 @@ def read_history(path, epochs: int) -> tuple[list[float], list[float]]:
     return [float(row["loss"]) for row in ordered], [float(row["val_loss"]) for row in ordered]
 
 
+def epoch_log_callbacks(run_dir: RunDir, resuming: bool) -> list[keras.callbacks.Callback]:
+    """The per-epoch logs of a run directory: the CSV history (appended to
+    when resuming) and TensorBoard."""
+    return [
+        keras.callbacks.CSVLogger(str(run_dir.history), append=resuming),
+        keras.callbacks.TensorBoard(str(run_dir.tensorboard)),
+    ]
+
+
+def training_result(timer: StepTimer, run_dir: RunDir, epochs: int) -> TrainingResult:
+    """The whole run's losses from the CSV history, and this process's
+    timings, after training to ``epochs`` epochs."""
+    # No epoch ran: the backup already held all epochs.
+    start_epoch = epochs if timer.first_epoch is None else timer.first_epoch
+    if start_epoch:
+        log.info("Resumed from epoch %d", start_epoch)
+    loss, val_loss = read_history(run_dir.history, epochs)
+    return TrainingResult(
+        loss=loss,
+        val_loss=val_loss,
+        epoch_seconds=timer.epoch_seconds,
+        step_ms=timer.step_quartiles(),
+        train_seconds=timer.train_seconds,
+        resumed_from_epoch=start_epoch or None,
+    )
+
+
 def fit_model(
     model: keras.Model,
     train_batches: tf.data.Dataset,
@@ -65,13 +92,11 @@ def fit_model(
     The CSV log is written before the backup at each epoch end, so the log
     never misses a backed-up epoch; it is appended to when resuming.
     """
-    resuming = run_dir.backup.exists()
     timer = StepTimer()
     callbacks = [
         timer,
-        keras.callbacks.CSVLogger(str(run_dir.history), append=resuming),
+        *epoch_log_callbacks(run_dir, resuming=run_dir.backup.exists()),
         keras.callbacks.BackupAndRestore(str(run_dir.backup), delete_checkpoint=False),
-        keras.callbacks.TensorBoard(str(run_dir.tensorboard)),
     ]
     model.fit(
         train_batches,
@@ -81,16 +106,4 @@ def fit_model(
         callbacks=callbacks,
         shuffle=False,  # the tf.data pipeline shuffles
     )
-    # No epoch ran: the backup already held all epochs.
-    start_epoch = trainer.epochs if timer.first_epoch is None else timer.first_epoch
-    if start_epoch:
-        log.info("Resumed from epoch %d", start_epoch)
-    loss, val_loss = read_history(run_dir.history, trainer.epochs)
-    return TrainingResult(
-        loss=loss,
-        val_loss=val_loss,
-        epoch_seconds=timer.epoch_seconds,
-        step_ms=timer.step_quartiles(),
-        train_seconds=timer.train_seconds,
-        resumed_from_epoch=start_epoch or None,
-    )
+    return training_result(timer, run_dir, trainer.epochs)

@@ -40,6 +40,8 @@ METRICS_KEYS = {
     "train_seconds",
     "resumed_from_epoch",
     "skipped_files",
+    "workers",
+    "replicas",
 }
 
 SERVE_SCRIPT = textwrap.dedent(
@@ -101,8 +103,9 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def check_run_dir(run_dir: Path, epochs: int) -> dict:
-    """Asserts the run-directory contract and an easy problem's falling loss;
+def check_run_dir(run_dir: Path, epochs: int, resumed: bool = False) -> dict:
+    """Asserts the run-directory contract and an easy problem's falling loss
+    (of a run that was interrupted and then ``resumed``, or trained in one go);
     returns the metrics."""
     for name in RUN_DIR_CONTRACT:
         assert (run_dir / name).exists(), f"{name} missing from {run_dir}"
@@ -115,10 +118,14 @@ def check_run_dir(run_dir: Path, epochs: int) -> dict:
     assert 0 < metrics["step_ms_q1"] <= metrics["median_step_ms"] <= metrics["step_ms_q3"]
     assert list(metrics["lowerings"]) == [f"decoder_transpose_conv_{index}" for index in range(len(metrics["lowerings"]))]
     assert metrics["lowerings"], "no transposed convolution found"
-    assert metrics["resumed_from_epoch"] is None
     readme = (run_dir / "README.txt").read_text()
     assert 'keras.saving.load_model("model.keras")' in readme
     assert ("import keras_tconv" in readme) == (metrics["layer"] != "keras")
+    if resumed:
+        assert 1 <= metrics["resumed_from_epoch"] < epochs, metrics["resumed_from_epoch"]
+        assert len(metrics["epoch_seconds"]) == epochs - metrics["resumed_from_epoch"]
+    else:
+        assert metrics["resumed_from_epoch"] is None
     return metrics
 
 
