@@ -43,12 +43,13 @@ OVERRIDES = (
 # The two runs compute the same float32 sums in another order (each worker
 # sums the loss of its half of the batch, the all-reduce adds the halves, and
 # likewise for the gradients), so each step differs by rounding only: a few
-# units in the last place, ~1e-7 relative. Through one epoch of steps that
-# stays well below 1e-5 (measured: under 1e-6), while a batch split in the
-# wrong place, another data order or initial weights, or a loss not scaled
-# to the global batch (twice the gradients) move the first epoch's loss by
-# far more.
-EQUIVALENCE_RTOL = 1e-5
+# units in the last place, ~1e-7 relative. Forty steps at this large
+# learning rate amplify that: measured up to 5e-7 with Eigen's kernels and
+# 4e-6 with oneDNN's (on the validation loss after the epoch), so 1e-4 leaves
+# a wide margin, while a batch split in the wrong place, another data order
+# or initial weights, or a loss not scaled to the global batch (twice the
+# gradients: 12% off when tried) move the first epoch's losses by far more.
+EQUIVALENCE_RTOL = 1e-4
 
 
 def free_ports(count: int) -> list[int]:
