@@ -15,6 +15,7 @@ import tensorflow as tf
 from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
 from tensorflow.python.eager import context
 
+from train.errors import UserError
 from train.multi_worker.cluster import ClusterTask, Task
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,9 @@ log = logging.getLogger(__name__)
 LOST_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError)
 
 
-class PeerUnreachableError(RuntimeError):
-    """The other workers did not join the cluster, or stopped answering."""
+class PeerUnreachableError(UserError, RuntimeError):
+    """The other workers did not join the cluster, or stopped answering: what
+    to check or relaunch, printed as one line like the other user errors."""
 
 
 def _answers(task: Task, timeout_s: float = 2.0) -> bool:
