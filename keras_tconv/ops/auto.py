@@ -8,27 +8,11 @@ graph runs, so the rule has two *lowering targets*, chosen with
 :func:`lowering_target` while a model is traced:
 
 ``"tensorflow"`` (the default)
-    The graph runs on TensorFlow's own kernels. Fitted on a 2-core AMD EPYC
-    CPU (AVX2) with TensorFlow 2.21's Eigen kernels at the models suite's
-    batch sizes; under oneDNN, which ranks the lowerings differently, the
-    measured choice is what keeps a layer fast (see the README).
-
-    * Few filters (at most 4) from 16 or more input channels: ``native``.
-      TensorFlow's kernel is one GEMM of the input with all ``kh*kw`` taps
-      followed by a col2im; with 1-3 filters that GEMM is most of the op,
-      while every segregated convolution has only ``s*s*filters`` outputs,
-      a shape Eigen's convolution runs at a fraction of its rate.
-    * When every stride divides its kernel size (k=2 or 4 with s=2) no
-      stacked tap is wasted, and with fewer than 16 filters or input
-      channels the per-phase convolutions of ``split`` are too thin whatever
-      the kernel. There: ``rows`` with 16 or more filters, else ``unified``.
-    * Otherwise stacked kernels carry zero taps. When every phase keeps at
-      least two taps per axis (k=5, s=2) or the layer has 256 or more
-      channels, the exact per-phase convolutions: ``split``. Left are
-      k=3, s=2 layers with 16-255 channels, where a 1-tap phase makes the
-      segregated convolutions thin: ``native``.
-    * With the batch known, few rows of work take ``native``
-      (:func:`native_below_rows`).
+    The graph runs on TensorFlow's own kernels: :class:`StaticRule`, a
+    decision list whose thresholds and picks are fitted per CPU kernel
+    library (:data:`RULES`) on a seeded random sample of realistic layers.
+    Its defaults are the rule first derived by hand on the benchmark's named
+    suites (Eigen, AVX2), which lost on the random sample.
 
 ``"litert"``
     The graph is converted to TensorFlow Lite / LiteRT. There Keras's layer
@@ -118,10 +102,18 @@ class StaticRule:
         return choice
 
 
-# Fitted per CPU kernel library on the benchmark's "sample" suite (see the README).
+# Fitted per CPU kernel library by tools/fit_static_rule.py on the benchmark's
+# "sample" suite (results in docs/benchmarks/sample_*): most random layers are
+# fastest on TensorFlow's own kernel, and the rule leaves it only where the
+# sample says a segregated lowering wins.
 RULES = {
-    "Eigen": StaticRule(),
-    "oneDNN": StaticRule(),
+    "Eigen": StaticRule(
+        few_filters=0, min_channels=8, wide_channels=128, min_work=2**13, exact_wide_pick="native",
+        exact_narrow_pick="native", many_taps_pick="native", rest_pick="rows",
+    ),
+    "oneDNN": StaticRule(
+        few_filters=0, wide_channels=128, min_work=0, exact_wide_pick="native", many_taps_pick="native",
+    ),
 }
 
 _target = contextvars.ContextVar("keras_tconv_lowering_target", default="tensorflow")

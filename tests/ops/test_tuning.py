@@ -14,6 +14,8 @@ from tensorflow.python.framework import config as tf_config
 import keras_tconv
 from keras_tconv import SegregatedConv2DTranspose, lowering_target
 from keras_tconv.ops import tuning
+from keras_tconv.ops.auto import choose_implementation
+from keras_tconv.ops.conv2d_transpose import plan_axes
 
 
 @pytest.fixture
@@ -122,7 +124,8 @@ def test_switches_turn_timing_off(measuring, monkeypatch, switch):
         tf_config.disable_op_determinism()
     assert not measuring
     assert keras_tconv.tuning_choices()[0].source == "static rule"
-    assert layer.chosen_implementation == "unified"  # the static rule: s divides k, 8 filters
+    static = choose_implementation(layer.kernel.shape, *plan_axes(layer.kernel.shape, 2, "same", None), 2, 4, 4)
+    assert layer.chosen_implementation == static
 
 
 def test_no_timing_for_unknown_spatial_size_litert_or_xla(measuring):
