@@ -136,6 +136,11 @@ def _auto(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> tu
     if lowering_target_name() != "tensorflow" or height is None or width is None:
         return tuning.Choice("", static, "static rule")
     batches = (batch,) if batch is not None else (tuning.REPRESENTATIVE_BATCH, 1)
+    # A layer with a huge output is measured at a batch whose output stays
+    # within the budget: one call of every candidate must fit in it.
+    per_example = (height * plan_h.stride + plan_h.geometry.extra) * (width * plan_w.stride + plan_w.geometry.extra)
+    largest = max(1, tuning.MAX_MEASURED_OUTPUT // max(1, per_example * kernel.shape[2]))
+    batches = tuple(dict.fromkeys(min(n, largest) for n in batches))
     geometry = "x".join(f"k{p.geometry.kernel_size}s{p.stride}c{p.geometry.crop}e{p.geometry.extra}" for p in (plan_h, plan_w))
     key = (
         f"{geometry} {channels}->{kernel.shape[2]} in {batch or 'any'}x{height}x{width} {x.dtype.name}"

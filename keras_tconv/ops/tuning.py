@@ -18,9 +18,11 @@ else ``$XDG_CACHE_HOME/keras_tconv`` (``~/.cache/keras_tconv``).
 No timing happens (the cache, else the static rule of
 :mod:`keras_tconv.ops.auto`) when ``KERAS_TCONV_TUNING=off`` or TensorFlow's
 op determinism is enabled (``tf.config.experimental.enable_op_determinism()``),
-so that two runs build the same graph; inside XLA compilation; and for shapes
-that are unknown when tracing (except the batch, tuned at
-:data:`REPRESENTATIVE_BATCH` and at batch 1, see :func:`pick`).
+so that two runs build the same graph; inside XLA compilation; for the
+``litert`` lowering target; and for spatial sizes that are unknown when
+tracing. An unknown batch is measured at :data:`REPRESENTATIVE_BATCH` and at
+batch 1 (see :func:`pick`); a layer whose output exceeds
+:data:`MAX_MEASURED_OUTPUT` values at a smaller batch.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ from keras_tconv.ops.platform import cpu_kernel_library, cpu_model
 log = logging.getLogger("keras_tconv")
 
 REPRESENTATIVE_BATCH = 16
+# Output values (2**23: 32 MB of float32) above which a layer is measured at a
+# smaller batch, so that measuring stays within the budget.
+MAX_MEASURED_OUTPUT = 2**23
 # Wall-clock budget of one geometry's measurement, tracing included.
 BUDGET_S = 0.6
 MIN_ROUNDS, MAX_ROUNDS = 1, 15

@@ -142,3 +142,11 @@ def test_corrupt_cache_file_is_ignored(measuring, tmp_path):
     path.write_text("{not json")
     _layer()(tf.zeros((2, 4, 4, 8)))
     assert len(measuring) == 1 and json.loads(path.read_text())
+
+
+def test_huge_outputs_are_measured_at_a_smaller_batch(measuring, monkeypatch):
+    """The measured batch shrinks until one output fits MAX_MEASURED_OUTPUT (8x8x8 values per example here)."""
+    monkeypatch.setattr(tuning, "MAX_MEASURED_OUTPUT", 2 * 8 * 8 * 8)
+    _layer((6, 4, 4, 8))(tf.zeros((6, 4, 4, 8)))
+    assert measuring[0][1] == (2,)
+    assert "in 6x4x4" in keras_tconv.tuning_choices()[0].key  # the key keeps the layer's own batch
