@@ -4,8 +4,8 @@
   only TensorFlow (keras_tconv is made unimportable there) loads it with
   ``tf.saved_model.load`` and serves batches of 1 and 3 through
   ``signatures["serving_default"]``, matching the in-process outputs.
-* TFLite: the exported SavedModel (dynamic batch, and a batch-1 export per
-  segregated lowering) is
+* TFLite: the model exported under ``lowering_target("litert")`` (dynamic
+  batch), and a batch-1 export per segregated lowering, is
   converted with ``tf.lite.TFLiteConverter.from_saved_model``; its ops, read
   from every subgraph of the flatbuffer (``IF`` branches included), must
   contain no TRANSPOSE_CONV and only ops from ``ALLOWED_OPS`` (what the lowerings produce: convolutions,
@@ -33,6 +33,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 import keras_tconv
 from keras_tconv import SegregatedConv2DTranspose
+from keras_tconv.ops import auto
 from keras_tconv.benchmark.tflite import model_ops, subgraph_ops
 
 INPUT_SHAPE = (6, 5, 3)
@@ -175,8 +176,12 @@ def _check_ops(ops):
     assert not unexpected, f"unexpected TFLite ops {sorted(unexpected)}; all ops: {sorted(set(ops))}"
 
 
-def test_tflite_dynamic_batch(exported):
-    flatbuffer = _tflite(exported.path)
+def test_tflite_dynamic_batch(exported, tmp_path):
+    """The dynamic-batch model, exported under the LiteRT target: no TRANSPOSE_CONV
+    whatever ``auto`` chose for TensorFlow's runtime."""
+    with keras_tconv.lowering_target("litert"):
+        exported.model.export(str(tmp_path / "litert"), verbose=False)
+    flatbuffer = _tflite(str(tmp_path / "litert"))
     ops = model_ops(flatbuffer)
     print("TFLite ops (dynamic batch):", sorted(set(ops)))
     _check_ops(ops)
@@ -199,9 +204,12 @@ def test_tflite_batch_one(exported, implementation, tmp_path):
     np.testing.assert_allclose(_run_tflite(flatbuffer, x), y, rtol=1e-4, atol=1e-4)
 
 
-def test_litert_target_keeps_auto_off_tensorflows_kernel(tmp_path):
-    """A 64 -> 1 layer, where ``auto`` runs TensorFlow's own kernel in TensorFlow,
-    converts without TRANSPOSE_CONV when exported under ``lowering_target("litert")``."""
+def test_litert_target_keeps_auto_off_tensorflows_kernel(tmp_path, monkeypatch):
+    """A 64 -> 1 layer, where ``auto`` runs TensorFlow's own kernel in TensorFlow
+    (the default static rule's pick, whatever the fitted rule of this kernel
+    library says), converts without TRANSPOSE_CONV when exported under
+    ``lowering_target("litert")``."""
+    monkeypatch.setitem(auto.RULES, auto.cpu_kernel_library(), auto.StaticRule())
     model = keras.Sequential([keras.Input((5, 4, 64)), SegregatedConv2DTranspose(1, 5, strides=2, padding="same")])
     x = np.random.default_rng(2).standard_normal((1, 5, 4, 64)).astype("float32")
     y = np.asarray(model(x))
