@@ -87,7 +87,8 @@ def main(path: str) -> None:
     geomean = math.exp(sum(map(math.log, picks)) / len(picks))
     print(f"{len(layers)} layers from {path}")
     print(f"default rule score {default:.3f}; fitted rule score {best:.3f}, geomean {geomean:.3f}x, min {min(picks):.2f}x")
-    print(f"best possible per layer (oracle): {math.exp(sum(math.log(max(l['speedups'].values())) for l in layers) / len(layers)):.3f}x")
+    oracle = math.exp(sum(math.log(max(layer["speedups"].values())) for layer in layers) / len(layers))
+    print(f"best possible per layer (oracle): {oracle:.3f}x")
     print(rule)
 
 
