@@ -67,9 +67,9 @@ def _adjoint_axes(plans, lengths):
 
 
 def _correlation_args(dy, axes, allow_strings: bool = True):
-    """``dy`` read as ``axes`` say, the strides, the padding (a string where
-    one fits both axes, else ``"EXPLICIT"`` after cropping the positions a
-    negative ``after`` drops) and the explicit amounts."""
+    """``dy`` read as ``axes`` say, the strides, and the padding: a string
+    where one fits both axes, else explicit ``(before, after)`` pairs per
+    dimension, after cropping the positions a negative ``after`` drops."""
     steps = [step for _, step in axes]
     if max(steps) > 1:
         dy = dy[:, :: steps[0], :: steps[1], :]
@@ -77,18 +77,15 @@ def _correlation_args(dy, axes, allow_strings: bool = True):
     strides = [1, axes[0].stride, axes[1].stride, 1]
     common = axes[0].tf_paddings() & axes[1].tf_paddings() if allow_strings else set()
     if common:
-        return dy, strides, "SAME" if "SAME" in common else "VALID", []
+        return dy, strides, "SAME" if "SAME" in common else "VALID"
     crop_h, crop_w = (max(-axis.after, 0) for axis in axes)
     if crop_h or crop_w:
         dy = dy[:, : slice_stop(crop_h), : slice_stop(crop_w), :]
-    pads = [0, 0] + [v for axis in axes for v in (axis.before, max(axis.after, 0))] + [0, 0]
-    return dy, strides, "EXPLICIT", pads
+    return dy, strides, [[0, 0], *([axis.before, max(axis.after, 0)] for axis in axes), [0, 0]]
 
 
 def _conv2d(dy, kernel, axes):
-    dy, strides, padding, pads = _correlation_args(dy, axes)
-    if padding == "EXPLICIT":
-        padding = [pads[i : i + 2] for i in range(0, 8, 2)]
+    dy, strides, padding = _correlation_args(dy, axes)
     return tf.nn.conv2d(dy, kernel, strides=strides, padding=padding)
 
 
@@ -120,12 +117,13 @@ def kernel_gradient(dy, x, kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan):
     axes = _adjoint_axes((plan_h, plan_w), tuple(x.shape[1:3]))
     # Windows that skip positions go to Eigen's kernel (see the module docstring).
     skipping = any(axis.stride > axis.kernel_size for axis, _ in axes)
-    dy, strides, padding, pads = _correlation_args(dy, axes, allow_strings=not skipping)
+    dy, strides, padding = _correlation_args(dy, axes, allow_strings=not skipping)
+    explicit = not isinstance(padding, str)
     return tf.raw_ops.Conv2DBackpropFilter(
         input=dy,
         filter_sizes=kernel_shape,
         out_backprop=x,
         strides=strides,
-        padding=padding,
-        explicit_paddings=pads,
+        padding="EXPLICIT" if explicit else padding,
+        explicit_paddings=[v for pair in padding for v in pair] if explicit else [],
     )
