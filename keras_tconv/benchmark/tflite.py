@@ -3,8 +3,9 @@
 Each implementation's layer (same weights) is wrapped in a one-layer Keras
 model, exported with a fully static ``(1, H, W, C)`` signature (a dynamic
 batch turns Keras's layer into SHAPE/STRIDED_SLICE/PACK/TRANSPOSE_CONV,
-which XNNPACK does not take) under ``lowering_target("litert")``, so that
-``auto`` chooses for LiteRT, and converted with ``TFLiteConverter``. The
+which XNNPACK does not take) under ``lowering_target("litert")`` (or
+``"litert_int8"`` for full-integer models), so that ``auto`` chooses for
+LiteRT, and converted with ``TFLiteConverter``. The
 models run in ai-edge-litert's interpreter with its default XNNPACK delegate
 and a fixed thread count, timed interleaved like the TensorFlow cases.
 Implementations that fail to convert are reported with the error instead.
@@ -108,13 +109,15 @@ def _stderr_discarded():
 def convert(layer: keras.layers.Layer, input_shape: tuple[int, ...], calibration: np.ndarray | None = None) -> bytes:
     """A TFLite flatbuffer of ``layer`` alone, for a fixed ``input_shape``.
 
-    With ``calibration`` (inputs of ``input_shape``, stacked on a new first axis),
-    the model is quantized to full integer: int8 weights and activations,
-    every op an int8 builtin, calibrated on those samples (float input and
-    output, quantized at the model's edges).
+    The layer is traced under ``lowering_target("litert")``, or with
+    ``calibration`` (inputs of ``input_shape``, stacked on a new first axis)
+    under ``lowering_target("litert_int8")`` and quantized to full integer:
+    int8 weights and activations, every op an int8 builtin, calibrated on
+    those samples (float input and output, quantized at the model's edges).
     """
     model = keras.Sequential([keras.Input(input_shape[1:], batch_size=input_shape[0]), layer])
-    with tempfile.TemporaryDirectory() as directory, _stderr_discarded(), lowering_target("litert"):
+    target = "litert" if calibration is None else "litert_int8"
+    with tempfile.TemporaryDirectory() as directory, _stderr_discarded(), lowering_target(target):
         model.export(
             directory,
             format="tf_saved_model",

@@ -15,12 +15,23 @@ graph runs, so the rule has two *lowering targets*, chosen with
     suites (Eigen, AVX2), which lost on the random sample.
 
 ``"litert"``
-    The graph is converted to TensorFlow Lite / LiteRT. There Keras's layer
-    becomes TRANSPOSE_CONV, which every segregated lowering beat on every
-    layer of the models suite at batch 1 (XNNPACK, 2 threads), so
+    The graph is converted to TensorFlow Lite / LiteRT in float. There
+    Keras's layer becomes TRANSPOSE_CONV, which every segregated lowering beat
+    on every layer of the models suite at batch 1 (XNNPACK, 2 threads), so
     ``native`` is never picked: ``unified`` when no stacked tap is wasted,
-    else ``split`` with 16 or more filters and input channels, else
-    ``unified``.
+    else ``split`` with :data:`LITERT_SPLIT_CHANNELS` or more filters and
+    input channels, else ``unified``.
+
+``"litert_int8"``
+    The graph is converted to LiteRT with full-integer (int8) quantization.
+    XNNPACK's int8 TRANSPOSE_CONV is much faster than its float one, and
+    beats the segregated lowerings on layers whose stacked kernel wastes taps
+    (k=3, s=2) and on tiny inputs, so the rule keeps ``native`` (which
+    converts to TRANSPOSE_CONV, as Keras's layer does) except for ``unified``
+    where no stacked tap is wasted and the input has at least
+    :data:`LITERT_INT8_MIN_PIXELS` pixels, or the layer has at most
+    :data:`LITERT_INT8_FEW_FILTERS` filters. (The trace cannot know that the
+    model will be quantized, hence a target of its own.)
 """
 
 from __future__ import annotations
@@ -34,7 +45,11 @@ from keras_tconv.ops.lowerings import stacked_window
 from keras_tconv.ops.phases import AxisPlan
 from keras_tconv.ops.platform import cpu_kernel_library
 
-TARGETS = ("tensorflow", "litert")
+TARGETS = ("tensorflow", "litert", "litert_int8")
+# The LiteRT rules' thresholds (see the module docstring).
+LITERT_SPLIT_CHANNELS = 16
+LITERT_INT8_MIN_PIXELS = 64
+LITERT_INT8_FEW_FILTERS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,8 +145,8 @@ def lowering_target(target: str):
             model.export("model.tflite", format="litert")
 
     Args:
-        target: ``"tensorflow"`` (the default outside the block) or
-            ``"litert"``.
+        target: ``"tensorflow"`` (the default outside the block),
+            ``"litert"`` or ``"litert_int8"`` (for full-integer quantization).
     """
     if target not in TARGETS:
         raise ValueError(f"Invalid lowering target. Expected one of {TARGETS}. Received: target={target!r}")
@@ -165,9 +180,13 @@ def choose_implementation(kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan, batc
     """The static rule's lowering for a kernel ``(kh, kw, filters,
     in_channels)`` under the current :func:`lowering_target`, given the
     input's batch and spatial size where known."""
-    if _target.get() == "litert":
+    target = _target.get()
+    if target != "tensorflow":
         filters, channels = kernel_shape[2:]
         exact = stacked_waste(plan_h, plan_w) <= 1.0
-        return "unified" if exact or min(filters, channels) < 16 else "split"
+        if target == "litert":
+            return "unified" if exact or min(filters, channels) < LITERT_SPLIT_CHANNELS else "split"
+        large = None in (height, width) or height * width >= LITERT_INT8_MIN_PIXELS
+        return "unified" if filters <= LITERT_INT8_FEW_FILTERS or (exact and large) else "native"
     rows = None if None in (batch, height, width) else batch * height * width
     return RULES[cpu_kernel_library()].choose(kernel_shape, plan_h, plan_w, rows)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
 from keras_tconv.ops import gradients, lowerings, tuning
 from keras_tconv.ops.auto import choose_implementation, lowering_target_name
 from keras_tconv.ops.phases import AxisPlan, axis_geometry, axis_plan
+from keras_tconv.ops.platform import cpu_kernel_library
 
 IMPLEMENTATIONS = ("auto", "split", "rows", "unified", "native", "zero_insertion")
 
@@ -61,7 +64,7 @@ def _forward(implementation: str, plan_h: AxisPlan, plan_w: AxisPlan, activation
     )
 
 
-def _with_adjoint_gradient(forward, plan_h: AxisPlan, plan_w: AxisPlan, activation: str | None):
+def _with_adjoint_gradient(forward, plan_h: AxisPlan, plan_w: AxisPlan, activation: str | None, kernel_gradient_form=None):
     """``forward`` as one op whose gradient is the adjoint strided correlation.
 
     Differentiating ``s*s`` phase convolutions, gathers and an interleave
@@ -74,6 +77,10 @@ def _with_adjoint_gradient(forward, plan_h: AxisPlan, plan_w: AxisPlan, activati
     ``Conv2DBackpropFilter``. The same gradient serves ``native``, so that
     it, too, avoids the defective kernels. An empty input or output has
     zero gradients (TensorFlow's kernels return uninitialised memory there).
+    ``kernel_gradient_form()``, if given, names the kernel gradient's padding
+    form (one of :data:`gradients.KERNEL_GRADIENT_FORMS`, else ``"native"``);
+    it is asked only when a gradient is built, so that only layers that are
+    differentiated measure it.
     """
     act_grad = FUSED_ACTIVATIONS[activation][1]
 
@@ -87,7 +94,8 @@ def _with_adjoint_gradient(forward, plan_h: AxisPlan, plan_w: AxisPlan, activati
             if x.shape.num_elements() == 0 or y.shape.num_elements() == 0:
                 return [tf.zeros_like(x), tf.zeros_like(kernel)] + dbias
             dx = gradients.input_gradient(dy, kernel, x, plan_h, plan_w)
-            dkernel = gradients.kernel_gradient(dy, x, tf.shape(kernel), plan_h, plan_w)
+            form = kernel_gradient_form() if kernel_gradient_form else "native"
+            dkernel = gradients.kernel_gradient(dy, x, tf.shape(kernel), plan_h, plan_w, form=form)
             return [dx, dkernel] + dbias
 
         return y, grad
@@ -127,30 +135,47 @@ def _output_may_be_empty(plans, lengths) -> bool | None:
     return None if maybe else False
 
 
+def _measurement(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> tuple[str, tuple[int, ...]]:
+    """The tuning cache key of a layer geometry and the batches to measure it at.
+
+    An unknown batch is measured at :data:`~keras_tconv.ops.tuning.REPRESENTATIVE_BATCH`
+    and at 1; a layer with a huge output at a smaller batch
+    (:func:`keras_tconv.ops.tuning.measured_batch`).
+    """
+    batch, height, width, channels = x.shape
+    filters = kernel.shape[2]
+    output = (height * plan_h.stride + plan_h.geometry.extra) * (width * plan_w.stride + plan_w.geometry.extra)
+    batches = (batch,) if batch is not None else (tuning.REPRESENTATIVE_BATCH, 1)
+    batches = tuple(dict.fromkeys(tuning.measured_batch(n, output * filters) for n in batches))
+    geometry = "x".join(f"k{p.geometry.kernel_size}s{p.stride}c{p.geometry.crop}e{p.geometry.extra}" for p in (plan_h, plan_w))
+    key = (
+        f"{geometry} {channels}->{filters} in {batch or 'any'}x{height}x{width} {x.dtype.name}"
+        f"{' bias' if bias is not None else ''} {activation or 'linear'}"
+    )
+    return key, batches
+
+
+def _measurable(x) -> bool:
+    """Whether ``auto`` may time candidates for ``x``: the target is
+    TensorFlow and the spatial size is known while tracing."""
+    return lowering_target_name() == "tensorflow" and None not in x.shape[1:3]
+
+
 def _auto(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> tuning.Choice:
     """``implementation="auto"``: measured on the device at hand
     (:mod:`keras_tconv.ops.tuning`) where the spatial size is known and the
     target is TensorFlow, else the static rule of :mod:`keras_tconv.ops.auto`."""
     batch, height, width, channels = x.shape
     static = choose_implementation(kernel.shape, plan_h, plan_w, batch, height, width)
-    if lowering_target_name() != "tensorflow" or height is None or width is None:
+    if not _measurable(x):
         return tuning.Choice("", static, "static rule")
-    batches = (batch,) if batch is not None else (tuning.REPRESENTATIVE_BATCH, 1)
-    # A layer with a huge output is measured at a batch whose output stays
-    # within the budget: one call of every candidate must fit in it.
-    per_example = (height * plan_h.stride + plan_h.geometry.extra) * (width * plan_w.stride + plan_w.geometry.extra)
-    largest = max(1, tuning.MAX_MEASURED_OUTPUT // max(1, per_example * kernel.shape[2]))
-    batches = tuple(dict.fromkeys(min(n, largest) for n in batches))
-    geometry = "x".join(f"k{p.geometry.kernel_size}s{p.stride}c{p.geometry.crop}e{p.geometry.extra}" for p in (plan_h, plan_w))
-    key = (
-        f"{geometry} {channels}->{kernel.shape[2]} in {batch or 'any'}x{height}x{width} {x.dtype.name}"
-        f"{' bias' if bias is not None else ''} {activation or 'linear'}"
-    )
-    candidates = ["native", "unified"]
+    key, batches = _measurement(x, kernel, bias, activation, plan_h, plan_w)
+    candidates = ["native"]
     if plan_h.stride * plan_w.stride > 1:
         candidates.append("split")
     if plan_h.stride > 1:
         candidates.append("rows")
+    candidates.append("unified")
 
     def make_runner(implementation):
         # No autograph: the lowerings are plain graph code, and converting them costs seconds.
@@ -158,15 +183,70 @@ def _auto(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> tu
         k = tf.random.normal(kernel.shape, dtype=kernel.dtype)
         b = None if bias is None else tf.random.normal(bias.shape, dtype=bias.dtype)
         inputs = {n: tf.random.normal((n, height, width, channels), dtype=x.dtype) for n in batches}
-        sync = tf.test.experimental.sync_devices if tf.config.list_physical_devices("GPU") else (lambda: None)
-
-        def run(n):
-            forward(inputs[n], k, b)
-            sync()
-
-        return run
+        for n in batches:  # traced here, so that timing the first run leaves tracing out
+            forward.get_concrete_function(inputs[n], k, b)
+        sync = _device_sync()
+        return lambda n: sync(forward(inputs[n], k, b))
 
     return tuning.choose(key, tuple(candidates), make_runner, batches, static, device_hint=x.device or "")
+
+
+def _device_sync():
+    """A function that waits for its argument's computation where devices
+    run asynchronously (GPU), so that measured times are complete."""
+    if not tf.config.list_physical_devices("GPU"):
+        return lambda result: result
+    return lambda result: tf.test.experimental.sync_devices()
+
+
+def _auto_kernel_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> str:
+    """The kernel gradient's padding form for ``implementation="auto"``:
+    ``"native"`` (TensorFlow's registered form, "SAME"/"VALID") or
+    ``"explicit"``, measured where the choice matters.
+
+    It matters only under oneDNN, where "SAME"/"VALID" run oneDNN's
+    ``Conv2DBackpropFilter`` and ``"EXPLICIT"`` runs Eigen's: which is faster
+    depends on the CPU and the shapes. Under Eigen both forms run the same
+    kernel, so nothing is measured there, nor on a GPU, nor where the
+    geometry has no "SAME"/"VALID" form (:func:`gradients.kernel_gradient_forms`).
+    """
+    lengths = tuple(x.shape[1:3])
+    if (
+        not _measurable(x)
+        or cpu_kernel_library() != "oneDNN"
+        or tuning.device_name(x.device or "").startswith("GPU")
+        or gradients.kernel_gradient_forms((plan_h, plan_w), lengths) != gradients.KERNEL_GRADIENT_FORMS
+    ):
+        return "native"
+    key, batches = _measurement(x, kernel, bias, activation, plan_h, plan_w)
+    batch, height, width, channels = x.shape
+    out_h, out_w = (n * p.stride + p.geometry.extra for n, p in zip((height, width), (plan_h, plan_w)))
+
+    def make_runner(form):
+        gradient = tf.function(
+            lambda dy, x: gradients.kernel_gradient(dy, x, kernel.shape, plan_h, plan_w, form=form), autograph=False
+        )
+        inputs = {
+            n: (tf.random.normal((n, out_h, out_w, kernel.shape[2]), dtype=x.dtype),
+                tf.random.normal((n, height, width, channels), dtype=x.dtype))
+            for n in batches
+        }
+        for n in batches:
+            gradient.get_concrete_function(*inputs[n])
+        sync = _device_sync()
+        return lambda n: sync(gradient(*inputs[n]))
+
+    # Half the forward's budget: a layer's first training step measures both.
+    choice = tuning.choose(
+        f"{key} kernel-gradient",
+        gradients.KERNEL_GRADIENT_FORMS,
+        make_runner,
+        batches,
+        "native",
+        device_hint="CPU",
+        budget_s=tuning.BUDGET_S / 2,
+    )
+    return choice.implementation
 
 
 def conv2d_transpose(
@@ -258,6 +338,7 @@ def conv2d_transpose(
     if bias is not None:
         bias = tf.convert_to_tensor(bias, dtype=x.dtype)
 
+    kernel_gradient_form = None
     if x.shape[:3].num_elements() == 0:
         # An input known to be empty gets TensorFlow's kernel, as Keras runs
         # it: a phase convolution can have output blocks where the input has
@@ -266,6 +347,7 @@ def conv2d_transpose(
         implementation = "native"
     elif implementation == "auto":
         implementation = _auto(x, kernel, bias, activation, plan_h, plan_w).implementation
+        kernel_gradient_form = functools.partial(_auto_kernel_gradient, x, kernel, bias, activation, plan_h, plan_w)
     if on_choice is not None:
         on_choice(implementation)
     forward = _forward(implementation, plan_h, plan_w, activation)
@@ -273,7 +355,7 @@ def conv2d_transpose(
         # The baseline keeps the gradients TensorFlow registers for its ops.
         compute = lambda: forward(x, kernel, bias)  # noqa: E731
     else:
-        op = _with_adjoint_gradient(forward, plan_h, plan_w, activation)
+        op = _with_adjoint_gradient(forward, plan_h, plan_w, activation, kernel_gradient_form)
         compute = lambda: op(x, kernel) if bias is None else op(x, kernel, bias)  # noqa: E731
     empty = _output_may_be_empty((plan_h, plan_w), x.shape[1:3])
     if empty:

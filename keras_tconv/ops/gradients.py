@@ -25,6 +25,14 @@ computes wrong (TensorFlow 2.21, oneDNN; listed in the README):
 * A stride above the kernel length on any axis (windows that skip
   positions) sends the kernel gradient to Eigen's kernel (``"EXPLICIT"``
   padding), which computes it right, instead of oneDNN's.
+
+Under oneDNN the kernel gradient has two forms that compute the same values
+on different kernels (:data:`KERNEL_GRADIENT_FORMS`): ``"native"``, the
+"SAME"/"VALID" call above (oneDNN's kernel), and ``"explicit"``, the same
+correlation with ``"EXPLICIT"`` padding (Eigen's kernel). Which is faster
+depends on the CPU and the shapes, by up to several times either way, so
+``implementation="auto"`` measures them (see
+:func:`keras_tconv.ops.conv2d_transpose.conv2d_transpose`).
 """
 
 from __future__ import annotations
@@ -112,12 +120,31 @@ def input_gradient(dy, kernel, x, plan_h: AxisPlan, plan_w: AxisPlan):
     return conv(lengths, [a for a, n in enumerate(lengths) if n is None and plans[a].stride > 1 and axes[a][1] == 1])
 
 
-def kernel_gradient(dy, x, kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan):
-    """``d<y, dy>/dkernel``, shaped like Keras's kernel ``(kh, kw, filters, in_channels)``."""
-    axes = _adjoint_axes((plan_h, plan_w), tuple(x.shape[1:3]))
-    # Windows that skip positions go to Eigen's kernel (see the module docstring).
-    skipping = any(axis.stride > axis.kernel_size for axis, _ in axes)
-    dy, strides, padding = _correlation_args(dy, axes, allow_strings=not skipping)
+KERNEL_GRADIENT_FORMS = ("native", "explicit")
+
+
+def kernel_gradient_forms(plans, lengths) -> tuple[str, ...]:
+    """The kernel gradient's forms for input ``lengths`` (``None`` where
+    unknown): both of :data:`KERNEL_GRADIENT_FORMS` where "SAME" or "VALID"
+    expresses the geometry and no window skips positions, else only
+    ``"explicit"``."""
+    axes = _adjoint_axes(plans, lengths)
+    if any(axis.stride > axis.kernel_size for axis, _ in axes):
+        return ("explicit",)  # windows that skip positions: Eigen's kernel (module docstring)
+    axes = [axis for axis, _ in axes]
+    return KERNEL_GRADIENT_FORMS if axes[0].tf_paddings() & axes[1].tf_paddings() else ("explicit",)
+
+
+def kernel_gradient(dy, x, kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan, form: str = "native"):
+    """``d<y, dy>/dkernel``, shaped like Keras's kernel ``(kh, kw, filters, in_channels)``.
+
+    ``form`` is one of :data:`KERNEL_GRADIENT_FORMS`; ``"native"`` falls
+    back to ``"explicit"`` where the geometry has no other form.
+    """
+    lengths = tuple(x.shape[1:3])
+    axes = _adjoint_axes((plan_h, plan_w), lengths)
+    strings = form == "native" and "native" in kernel_gradient_forms((plan_h, plan_w), lengths)
+    dy, strides, padding = _correlation_args(dy, axes, allow_strings=strings)
     explicit = not isinstance(padding, str)
     return tf.raw_ops.Conv2DBackpropFilter(
         input=dy,

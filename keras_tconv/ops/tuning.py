@@ -22,12 +22,21 @@ so that two runs build the same graph; inside XLA compilation; for the
 ``litert`` lowering target; and for spatial sizes that are unknown when
 tracing. An unknown batch is measured at :data:`REPRESENTATIVE_BATCH` and at
 batch 1 (see :func:`pick`); a layer whose output exceeds
-:data:`MAX_MEASURED_OUTPUT` values at a smaller batch.
+:data:`MAX_MEASURED_OUTPUT` values at a smaller batch. Candidates are warmed
+up (traced and run once) in order of promise, TensorFlow's kernel and the
+static rule's pick first, and a slow layer measures only those that fit in
+the budget.
+
+Under oneDNN, ``auto`` also measures the kernel gradient's two forms
+(:data:`keras_tconv.ops.gradients.KERNEL_GRADIENT_FORMS`) the first time a
+layer's gradient is built, cached under the geometry's key plus
+``kernel-gradient``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -51,7 +60,7 @@ REPRESENTATIVE_BATCH = 16
 MAX_MEASURED_OUTPUT = 2**23
 # Wall-clock budget of one geometry's measurement, tracing included.
 BUDGET_S = 0.6
-MIN_ROUNDS, MAX_ROUNDS = 1, 15
+MAX_ROUNDS = 15
 # A candidate replaces TensorFlow's kernel only when its median is this much
 # faster, or more if the rounds' spread says the noise is larger.
 MIN_MARGIN = 0.05
@@ -140,6 +149,15 @@ def _write(path: Path, key: str, choice: Choice) -> None:
         log.warning("keras_tconv: could not write the tuning cache %s: %s", path, error)
 
 
+def measured_batch(batch: int, output_values: int) -> int:
+    """The batch at which to measure a layer run at ``batch``: the largest
+    not above it whose output (``output_values`` per example) stays within
+    :data:`MAX_MEASURED_OUTPUT`, and at least 1. (Arithmetic is no reason to
+    shrink it: where the weights outweigh the activations, a smaller batch
+    ranks the lowerings differently.)"""
+    return max(1, min(batch, MAX_MEASURED_OUTPUT // max(1, output_values)))
+
+
 def pick(times: dict, spreads: dict, batches: tuple) -> str:
     """The margin rule: the lowering to keep from per-batch median times.
 
@@ -163,22 +181,39 @@ def pick(times: dict, spreads: dict, batches: tuple) -> str:
     return best
 
 
-def _measure(runners: dict, batches: tuple) -> tuple[dict, dict]:
-    """Interleaved rounds of every runner at every batch within the budget;
-    per runner and batch, the median seconds per call and the relative IQR."""
+def _measure(factories: dict, batches: tuple, budget_s: float = BUDGET_S) -> tuple[dict, dict]:
+    """Interleaved rounds of the candidates at every batch within ``budget_s``;
+    per candidate and batch, the median seconds per call and the relative IQR.
+
+    ``factories[impl]()`` builds (and traces) a candidate's runner. Candidates
+    are built and run once at each batch (warm-up) in their order until half
+    the budget is spent, at least two of them; those not reached by then are
+    left out. A warm-up run slower than a quarter of the budget counts as
+    that candidate's sample (one-time costs are small beside it) and is not
+    repeated once the budget is spent, so that a slow layer costs about one
+    run of each candidate measured.
+    """
     start = time.perf_counter()
-    for run in runners.values():  # warm-up: trace once, first run at each batch
+    runners, samples = {}, {}
+    for impl, factory in factories.items():
+        if len(runners) >= 2 and time.perf_counter() - start > budget_s / 2:
+            break
+        runners[impl], samples[impl] = factory(), {}
         for b in batches:
-            run(b)
-    samples = {impl: {b: [] for b in batches} for impl in runners}
-    rounds = 0
-    while rounds < MAX_ROUNDS and (rounds < MIN_ROUNDS or time.perf_counter() - start < BUDGET_S):
-        for impl in runners if rounds % 2 == 0 else reversed(runners):
-            for b in batches:
-                t0 = time.perf_counter()
-                runners[impl](b)
-                samples[impl][b].append(time.perf_counter() - t0)
-        rounds += 1
+            t0 = time.perf_counter()
+            runners[impl](b)
+            elapsed = time.perf_counter() - t0
+            samples[impl][b] = [elapsed] if elapsed > budget_s / 4 else []
+    for rounds in range(MAX_ROUNDS):
+        spent = time.perf_counter() - start >= budget_s
+        order = list(runners) if rounds % 2 == 0 else list(reversed(runners))
+        todo = [(impl, b) for impl in order for b in batches if not (spent and samples[impl][b])]
+        if not todo:
+            break
+        for impl, b in todo:
+            t0 = time.perf_counter()
+            runners[impl](b)
+            samples[impl][b].append(time.perf_counter() - t0)
     medians, spreads = {}, {}
     for impl, by_batch in samples.items():
         medians[impl], spreads[impl] = {}, {}
@@ -192,13 +227,21 @@ def _measure(runners: dict, batches: tuple) -> tuple[dict, dict]:
     return medians, spreads
 
 
-def choose(key: str, candidates: tuple, make_runner, batches: tuple, fallback: str, device_hint: str = "") -> Choice:
+def choose(
+    key: str,
+    candidates: tuple,
+    make_runner,
+    batches: tuple,
+    fallback: str,
+    device_hint: str = "",
+    budget_s: float = BUDGET_S,
+) -> Choice:
     """The lowering for ``key``: from the process's memory, the disk cache, a
     measurement, or ``fallback`` (the static rule's pick) where timing is off.
 
-    ``make_runner(impl)`` returns a callable that runs the layer forward once
-    with ``impl`` at a given batch size; it is only called to measure, in
-    eager mode on the layer's device.
+    ``make_runner(impl)`` traces candidate ``impl`` and returns a callable
+    that runs it once at a given batch size; it is only called to measure, in
+    eager mode on the layer's device, for about ``budget_s`` seconds.
     """
     device = device_name(device_hint)
     with _lock:
@@ -211,8 +254,11 @@ def choose(key: str, candidates: tuple, make_runner, batches: tuple, fallback: s
         elif not tuning_enabled() or in_xla_context() or len(candidates) < 2:
             choice = Choice(key, fallback, "static rule")
         else:
+            # TensorFlow's kernel and the static rule's pick first: a slow layer may measure only those.
+            order = dict.fromkeys(["native", fallback, *candidates])
             with tf.init_scope(), tf.device("/GPU:0" if device.startswith("GPU") else "/CPU:0"):
-                medians, spreads = _measure({impl: make_runner(impl) for impl in candidates}, batches)
+                factories = {impl: functools.partial(make_runner, impl) for impl in order if impl in candidates}
+                medians, spreads = _measure(factories, batches, budget_s)
             times_ms = {impl: {str(b): round(t * 1e3, 4) for b, t in by_batch.items()} for impl, by_batch in medians.items()}
             choice = Choice(key, pick(medians, spreads, batches), "measured", times_ms)
             _write(path, key, choice)

@@ -58,6 +58,28 @@ def test_litert_never_picks_tensorflows_kernel():
     assert "native" not in choices and choices <= {"split", "unified", "rows"}
 
 
+@pytest.mark.parametrize(
+    "kernel,stride,filters,channels,size,expected",
+    [
+        ((2, 2), 2, 256, 512, 16, "unified"),  # U-Net k=2: no wasted tap
+        ((4, 4), 2, 64, 64, 32, "unified"),  # LapSRN
+        ((4, 4), 2, 256, 512, 4, "native"),  # DCGAN 4x4 input: too small
+        ((3, 3), 2, 32, 64, 16, "native"),  # k=3, s=2: wasted taps
+        ((5, 5), 2, 64, 128, 7, "native"),
+        ((5, 5), 2, 1, 64, 14, "unified"),  # one filter
+        ((4, 4), 2, 3, 64, 32, "unified"),  # to RGB
+    ],
+)
+def test_litert_int8_rule(kernel, stride, filters, channels, size, expected):
+    """Under the int8 target, TRANSPOSE_CONV (``native``) stays except where the
+    models suite measured a segregated lowering faster in int8."""
+    shape = (*kernel, filters, channels)
+    with lowering_target("litert_int8"):
+        assert choose_implementation(shape, *plan_axes(shape, stride, "same", None), 1, size, size) == expected
+        unknown_size = choose_implementation(shape, *plan_axes(shape, stride, "same", None))
+    assert unknown_size == ("unified" if expected == "unified" or shape[:2] == (4, 4) else "native")
+
+
 def test_target_is_per_thread_and_restored_after_errors():
     seen = []
     with pytest.raises(RuntimeError):
@@ -71,7 +93,7 @@ def test_target_is_per_thread_and_restored_after_errors():
 
 
 def test_unknown_target_is_rejected():
-    with pytest.raises(ValueError, match=r"Expected one of \('tensorflow', 'litert'\). Received: target='tflite'"):
+    with pytest.raises(ValueError, match=r"Expected one of \('tensorflow', 'litert', 'litert_int8'\). Received: target='tflite'"):
         with lowering_target("tflite"):
             pass
 

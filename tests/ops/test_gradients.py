@@ -14,7 +14,7 @@ import tensorflow as tf
 from reference import Reference
 
 from keras_tconv.ops import conv2d_transpose
-from keras_tconv.ops.gradients import _adjoint_axes
+from keras_tconv.ops.gradients import KERNEL_GRADIENT_FORMS, _adjoint_axes, kernel_gradient, kernel_gradient_forms
 from keras_tconv.ops.conv2d_transpose import plan_axes
 
 IMPLEMENTATIONS = ("split", "rows", "unified", "native", "auto")
@@ -113,3 +113,24 @@ def test_adjoint_rewrites_are_identities(kernel, stride, padding, output_padding
             for j in range(n)
         ]
         assert rewritten == original, (n, axis, step)
+
+
+@pytest.mark.parametrize(
+    "kernel,strides,padding,output_padding,size",
+    [(3, 2, "same", None, (5, 6)), (4, 2, "same", None, (4, 4)), (2, 2, "valid", None, (3, 5)),
+     (5, 3, "valid", (1, 2), (4, 3)), (3, 2, "valid", 1, (1, 4))],
+)
+def test_kernel_gradient_forms_agree_with_the_definition(kernel, strides, padding, output_padding, size):
+    """Both padding forms of the kernel gradient (oneDNN's and Eigen's kernel
+    under oneDNN; ``auto`` measures which is faster) compute the definition."""
+    rng = np.random.default_rng(1)
+    x, weights = rng.standard_normal((2, *size, 3)), rng.standard_normal((kernel, kernel, 4, 3))
+    reference = Reference((kernel, kernel), strides, padding, output_padding)
+    cotangent = rng.standard_normal(reference.output_shape(x.shape, 4))
+    _, want, _ = reference.gradients(x, weights, np.zeros(4), cotangent)
+    plans = plan_axes(weights.shape, strides, padding, output_padding)
+    xt, dy = tf.constant(x, tf.float32), tf.constant(cotangent, tf.float32)
+    assert kernel_gradient_forms(plans, size) in (KERNEL_GRADIENT_FORMS, ("explicit",))
+    for form in KERNEL_GRADIENT_FORMS:
+        got = kernel_gradient(dy, xt, weights.shape, *plans, form=form)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4, err_msg=form)

@@ -4,6 +4,7 @@ by fixed numbers wherever a decision is checked."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 
@@ -17,6 +18,9 @@ from keras_tconv.ops import tuning
 from keras_tconv.ops.auto import choose_implementation
 from keras_tconv.ops.conv2d_transpose import plan_axes
 
+# The module, not the function that keras_tconv.ops exports under its name.
+conv2d_transpose_module = importlib.import_module("keras_tconv.ops.conv2d_transpose")
+
 
 @pytest.fixture
 def measuring(monkeypatch, tmp_path):
@@ -27,14 +31,14 @@ def measuring(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_TCONV_CACHE_DIR", str(tmp_path))
     tuning.clear_memory()
     calls = []
-    times = {"native": 10.0, "split": 9.0, "rows": 7.0, "unified": 8.0}
+    times = {"native": 10.0, "split": 9.0, "rows": 7.0, "unified": 8.0, "explicit": 6.0}
 
-    def fake_measure(runners, batches):
-        calls.append((sorted(runners), batches))
-        for run in runners.values():  # the runners work: each runs its lowering once
-            run(batches[0])
-        medians = {impl: {b: times[impl] for b in batches} for impl in runners}
-        return medians, {impl: {b: 0.0 for b in batches} for impl in runners}
+    def fake_measure(factories, batches, budget_s=tuning.BUDGET_S):
+        calls.append((sorted(factories), batches))
+        for factory in factories.values():  # the runners work: each runs its lowering once
+            factory()(batches[0])
+        medians = {impl: {b: times[impl] for b in batches} for impl in factories}
+        return medians, {impl: {b: 0.0 for b in batches} for impl in factories}
 
     monkeypatch.setattr(tuning, "_measure", fake_measure)
     yield calls
@@ -150,3 +154,99 @@ def test_huge_outputs_are_measured_at_a_smaller_batch(measuring, monkeypatch):
     _layer((6, 4, 4, 8))(tf.zeros((6, 4, 4, 8)))
     assert measuring[0][1] == (2,)
     assert "in 6x4x4" in keras_tconv.tuning_choices()[0].key  # the key keeps the layer's own batch
+
+
+def _train_step_ops(layer, x):
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x))
+        return tape.gradient(loss, layer.trainable_variables)
+
+    step(x)
+    return step.get_concrete_function(x).graph.get_operations()
+
+
+def test_kernel_gradient_form_is_measured_under_onednn(measuring, monkeypatch):
+    """Under oneDNN the first gradient measures the kernel gradient's two
+    forms, and the faster (Eigen's, "explicit", in the fake times) is built;
+    an inference-only layer never measures it."""
+    monkeypatch.setattr(conv2d_transpose_module, "cpu_kernel_library", lambda: "oneDNN")
+    _layer()(tf.zeros((2, 4, 4, 8)))
+    assert [candidates for candidates, _ in measuring] == [["native", "rows", "split", "unified"]]
+    ops = _train_step_ops(_layer(), tf.zeros((2, 4, 4, 8)))
+    assert [candidates for candidates, _ in measuring][1:] == [["explicit", "native"]]
+    [filter_grad] = [op for op in ops if op.type == "Conv2DBackpropFilter"]
+    assert filter_grad.get_attr("padding") == b"EXPLICIT"
+    gradient_choice = keras_tconv.tuning_choices()[-1]
+    assert gradient_choice.key.endswith("kernel-gradient") and gradient_choice.implementation == "explicit"
+
+
+@pytest.mark.parametrize("library", ["Eigen", "oneDNN"])
+def test_kernel_gradient_keeps_tensorflows_form_where_there_is_no_choice(measuring, monkeypatch, library):
+    """Under Eigen both forms run one kernel: nothing is measured and the
+    gradient keeps TensorFlow's "SAME"; with tuning off, likewise."""
+    monkeypatch.setattr(conv2d_transpose_module, "cpu_kernel_library", lambda: library)
+    if library == "oneDNN":
+        monkeypatch.setenv("KERAS_TCONV_TUNING", "off")
+    ops = _train_step_ops(_layer(), tf.zeros((2, 4, 4, 8)))
+    assert not any(candidates == ["explicit", "native"] for candidates, _ in measuring)
+    [filter_grad] = [op for op in ops if op.type == "Conv2DBackpropFilter"]
+    assert filter_grad.get_attr("padding") == b"SAME"
+
+
+def test_slow_layers_measure_the_most_promising_candidates_first(monkeypatch):
+    """Warm-up stops once half the budget is spent (at least two candidates
+    warmed), keeping TensorFlow's kernel and the first ones given; a run
+    slower than a quarter of the budget is its candidate's sample, so a slow
+    layer costs one run per candidate. A fake clock stands in for the runs."""
+    clock = [0.0]
+    monkeypatch.setattr(tuning.time, "perf_counter", lambda: clock[0])
+    runs = []
+
+    def factory(impl, seconds):
+        def run(batch):
+            runs.append(impl)
+            clock[0] += seconds
+
+        return lambda: run
+
+    slow = {"native": 0.5, "split": 0.2, "rows": 0.2, "unified": 0.2}
+    medians, _ = tuning._measure({impl: factory(impl, t) for impl, t in slow.items()}, (16,), budget_s=0.6)
+    assert medians == {"native": {16: pytest.approx(0.5)}, "split": {16: pytest.approx(0.2)}}
+    assert runs == ["native", "split"]
+    runs.clear()
+    fast = {impl: factory(impl, 0.01) for impl in slow}
+    medians, _ = tuning._measure(fast, (16, 1), budget_s=0.6)
+    assert list(medians) == list(slow) and len(runs) > 2 * 4 * 2  # warm-up, then rounds until the budget
+
+
+def test_measured_choices_compute_keras_numbers(monkeypatch, tmp_path):
+    """End to end with real timing (no assertion on it): forward and kernel
+    gradient measured (the gradient's forms as under oneDNN), then the step
+    gives Keras's layer's output and gradients."""
+    import keras
+    import numpy as np
+
+    monkeypatch.setenv("KERAS_TCONV_TUNING", "on")
+    monkeypatch.setenv("KERAS_TCONV_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tuning, "BUDGET_S", 0.05)
+    monkeypatch.setattr(conv2d_transpose_module, "cpu_kernel_library", lambda: "oneDNN")
+    tuning.clear_memory()
+    x = tf.random.normal((2, 5, 6, 3))
+    layers = [SegregatedConv2DTranspose(4, 3, strides=2, padding="same"), keras.layers.Conv2DTranspose(4, 3, 2, "same")]
+    for layer in layers:
+        layer.build(x.shape)
+    layers[1].set_weights(layers[0].get_weights())
+    results = []
+    for layer in layers:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * tf.cos(y))
+        results.append([y, *tape.gradient(loss, [x, *layer.trainable_variables])])
+    sources = {c.key.endswith("kernel-gradient"): c.source for c in keras_tconv.tuning_choices()}
+    assert sources == {False: "measured", True: "measured"}
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    tuning.clear_memory()
