@@ -123,16 +123,21 @@ def input_gradient(dy, kernel, x, plan_h: AxisPlan, plan_w: AxisPlan):
 KERNEL_GRADIENT_FORMS = ("native", "explicit")
 
 
+def _skips_positions(axes) -> bool:
+    """Whether a window skips positions (a stride above the kernel length)."""
+    return any(axis.stride > axis.kernel_size for axis, _ in axes)
+
+
 def kernel_gradient_forms(plans, lengths) -> tuple[str, ...]:
     """The kernel gradient's forms for input ``lengths`` (``None`` where
     unknown): both of :data:`KERNEL_GRADIENT_FORMS` where "SAME" or "VALID"
     expresses the geometry and no window skips positions, else only
     ``"explicit"``."""
     axes = _adjoint_axes(plans, lengths)
-    if any(axis.stride > axis.kernel_size for axis, _ in axes):
-        return ("explicit",)  # windows that skip positions: Eigen's kernel (module docstring)
-    axes = [axis for axis, _ in axes]
-    return KERNEL_GRADIENT_FORMS if axes[0].tf_paddings() & axes[1].tf_paddings() else ("explicit",)
+    if _skips_positions(axes):
+        return ("explicit",)
+    (axis_h, _), (axis_w, _) = axes
+    return KERNEL_GRADIENT_FORMS if axis_h.tf_paddings() & axis_w.tf_paddings() else ("explicit",)
 
 
 def kernel_gradient(dy, x, kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan, form: str = "native"):
@@ -141,9 +146,9 @@ def kernel_gradient(dy, x, kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan, for
     ``form`` is one of :data:`KERNEL_GRADIENT_FORMS`; ``"native"`` falls
     back to ``"explicit"`` where the geometry has no other form.
     """
-    lengths = tuple(x.shape[1:3])
-    axes = _adjoint_axes((plan_h, plan_w), lengths)
-    strings = form == "native" and "native" in kernel_gradient_forms((plan_h, plan_w), lengths)
+    axes = _adjoint_axes((plan_h, plan_w), tuple(x.shape[1:3]))
+    # Windows that skip positions go to Eigen's kernel (see the module docstring).
+    strings = form == "native" and not _skips_positions(axes)
     dy, strides, padding = _correlation_args(dy, axes, allow_strings=strings)
     explicit = not isinstance(padding, str)
     return tf.raw_ops.Conv2DBackpropFilter(
