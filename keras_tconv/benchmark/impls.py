@@ -78,10 +78,18 @@ class Case:
     args: dict[str, tuple]
     first_call_s: dict[str, float]
 
+    def _ops(self, name: str) -> list:
+        return self.functions[name].get_concrete_function(*self.args[name]).graph.get_operations()
+
     def op_types(self, name: str) -> collections.Counter:
         """How many ops of each type the traced function of ``name`` holds."""
-        graph = self.functions[name].get_concrete_function(*self.args[name]).graph
-        return collections.Counter(op.type for op in graph.get_operations())
+        return collections.Counter(op.type for op in self._ops(name))
+
+    def kernel_gradient_paddings(self, name: str) -> list[str]:
+        """The padding of each kernel-gradient call (``Conv2DBackpropFilter``)
+        in the traced function of ``name``: what tells the kernel gradient's
+        forms apart (see ``keras_tconv.ops.gradients``)."""
+        return sorted(op.get_attr("padding").decode() for op in self._ops(name) if op.type == "Conv2DBackpropFilter")
 
 
 def build_layers(shape: Shape, impls: tuple[str, ...], seed: int) -> dict[str, keras.layers.Layer]:

@@ -119,6 +119,8 @@ def time_shape(shape: Shape, mode: str, options: Options, device: str, cpu_peaks
     macs = shape.macs * (3 if mode == "train" else 1)
     ceiling = timings[impls.CEILING]
     picks = auto_picks({impl: case.op_types(impl) for impl in options.implementations})
+    if picks and case.kernel_gradient_paddings("auto") != case.kernel_gradient_paddings(picks):
+        picks += ", kernel gradient EXPLICIT"  # auto measured Eigen's kernel gradient faster (oneDNN)
     common = {"suite": options.suite, "device": options.device, "kernels": kernels(options.device),
               "mode": mode, **_layer_columns(shape),
               "auto_picks": picks, "ceiling_ms": ceiling.median_s * 1e3,
