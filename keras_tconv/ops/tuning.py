@@ -19,7 +19,7 @@ No timing happens (the cache, else the static rule of
 :mod:`keras_tconv.ops.auto`) when ``KERAS_TCONV_TUNING=off`` or TensorFlow's
 op determinism is enabled (``tf.config.experimental.enable_op_determinism()``),
 so that two runs build the same graph; inside XLA compilation; for the
-``litert`` lowering target; and for spatial sizes that are unknown when
+LiteRT lowering targets; and for spatial sizes that are unknown when
 tracing. An unknown batch is measured at :data:`REPRESENTATIVE_BATCH` and at
 batch 1 (see :func:`pick`); a layer whose output exceeds
 :data:`MAX_MEASURED_OUTPUT` values at a smaller batch. Candidates are warmed

@@ -135,8 +135,9 @@ def test_switches_turn_timing_off(measuring, monkeypatch, switch):
 def test_no_timing_for_unknown_spatial_size_litert_or_xla(measuring):
     layer = _layer((None, None, None, 8))
     tf.function(layer.call, input_signature=[tf.TensorSpec((2, None, None, 8))]).get_concrete_function()
-    with lowering_target("litert"):
-        _layer()(tf.zeros((2, 4, 4, 8)))
+    for target in ("litert", "litert_int8"):
+        with lowering_target(target):
+            _layer()(tf.zeros((2, 4, 4, 8)))
     tf.function(_layer().call, jit_compile=True)(tf.zeros((2, 4, 4, 8)))
     assert not measuring
 
