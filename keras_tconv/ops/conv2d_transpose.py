@@ -135,6 +135,30 @@ def _output_may_be_empty(plans, lengths) -> bool | None:
     return None if maybe else False
 
 
+def _output_lengths(height: int, width: int, plan_h: AxisPlan, plan_w: AxisPlan) -> tuple[int, int]:
+    """Keras's output height and width for a known input size: ``N*s + c``."""
+    return height * plan_h.stride + plan_h.geometry.extra, width * plan_w.stride + plan_w.geometry.extra
+
+
+def _traced_runner(function, args_by_batch: dict):
+    """A runner for :func:`tuning.choose`: ``function`` traced (without
+    autograph: it is plain graph code, and converting it costs seconds) for
+    each batch's arguments here, so that timing its first run leaves tracing
+    out; ``run(n)`` calls it on batch ``n``'s arguments and, on a GPU, waits
+    for the result, so that measured times are complete."""
+    function = tf.function(function, autograph=False)
+    for args in args_by_batch.values():
+        function.get_concrete_function(*args)
+    if not tf.config.list_physical_devices("GPU"):
+        return lambda n: function(*args_by_batch[n])
+
+    def run(n):
+        function(*args_by_batch[n])
+        tf.test.experimental.sync_devices()
+
+    return run
+
+
 def _measurement(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> tuple[str, tuple[int, ...]]:
     """The tuning cache key of a layer geometry and the batches to measure it at.
 
@@ -144,9 +168,9 @@ def _measurement(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan
     """
     batch, height, width, channels = x.shape
     filters = kernel.shape[2]
-    output = (height * plan_h.stride + plan_h.geometry.extra) * (width * plan_w.stride + plan_w.geometry.extra)
+    out_h, out_w = _output_lengths(height, width, plan_h, plan_w)
     batches = (batch,) if batch is not None else (tuning.REPRESENTATIVE_BATCH, 1)
-    batches = tuple(dict.fromkeys(tuning.measured_batch(n, output * filters) for n in batches))
+    batches = tuple(dict.fromkeys(tuning.measured_batch(n, out_h * out_w * filters) for n in batches))
     geometry = "x".join(f"k{p.geometry.kernel_size}s{p.stride}c{p.geometry.crop}e{p.geometry.extra}" for p in (plan_h, plan_w))
     key = (
         f"{geometry} {channels}->{filters} in {batch or 'any'}x{height}x{width} {x.dtype.name}"
@@ -178,25 +202,12 @@ def _auto(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> tu
     candidates.append("unified")
 
     def make_runner(implementation):
-        # No autograph: the lowerings are plain graph code, and converting them costs seconds.
-        forward = tf.function(_forward(implementation, plan_h, plan_w, activation), autograph=False)
         k = tf.random.normal(kernel.shape, dtype=kernel.dtype)
         b = None if bias is None else tf.random.normal(bias.shape, dtype=bias.dtype)
-        inputs = {n: tf.random.normal((n, height, width, channels), dtype=x.dtype) for n in batches}
-        for n in batches:  # traced here, so that timing the first run leaves tracing out
-            forward.get_concrete_function(inputs[n], k, b)
-        sync = _device_sync()
-        return lambda n: sync(forward(inputs[n], k, b))
+        args = {n: (tf.random.normal((n, height, width, channels), dtype=x.dtype), k, b) for n in batches}
+        return _traced_runner(_forward(implementation, plan_h, plan_w, activation), args)
 
     return tuning.choose(key, tuple(candidates), make_runner, batches, static, device_hint=x.device or "")
-
-
-def _device_sync():
-    """A function that waits for its argument's computation where devices
-    run asynchronously (GPU), so that measured times are complete."""
-    if not tf.config.list_physical_devices("GPU"):
-        return lambda result: result
-    return lambda result: tf.test.experimental.sync_devices()
 
 
 def _auto_kernel_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> str:
@@ -219,22 +230,19 @@ def _auto_kernel_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w:
     ):
         return "native"
     key, batches = _measurement(x, kernel, bias, activation, plan_h, plan_w)
-    batch, height, width, channels = x.shape
-    out_h, out_w = (n * p.stride + p.geometry.extra for n, p in zip((height, width), (plan_h, plan_w)))
+    _, height, width, channels = x.shape
+    out_h, out_w = _output_lengths(height, width, plan_h, plan_w)
 
     def make_runner(form):
-        gradient = tf.function(
-            lambda dy, x: gradients.kernel_gradient(dy, x, kernel.shape, plan_h, plan_w, form=form), autograph=False
+        gradient = functools.partial(
+            gradients.kernel_gradient, kernel_shape=kernel.shape, plan_h=plan_h, plan_w=plan_w, form=form
         )
-        inputs = {
+        args = {
             n: (tf.random.normal((n, out_h, out_w, kernel.shape[2]), dtype=x.dtype),
                 tf.random.normal((n, height, width, channels), dtype=x.dtype))
             for n in batches
         }
-        for n in batches:
-            gradient.get_concrete_function(*inputs[n])
-        sync = _device_sync()
-        return lambda n: sync(gradient(*inputs[n]))
+        return _traced_runner(gradient, args)
 
     # Half the forward's budget: a layer's first training step measures both.
     choice = tuning.choose(
