@@ -110,7 +110,7 @@ def _empty_output(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     @tf.custom_gradient
     def op(*args):
         shape = tf.shape(x)
-        lengths = [shape[a + 1] * p.stride + p.geometry.extra for a, p in enumerate((plan_h, plan_w))]
+        lengths = [p.geometry.output_length(shape[a + 1]) for a, p in enumerate((plan_h, plan_w))]
         y = tf.zeros(tf.stack([shape[0], *lengths, kernel.shape[2]]), x.dtype)
         return y, lambda dy: [tf.zeros_like(arg) for arg in args]
 
@@ -133,11 +133,6 @@ def _output_may_be_empty(plans, lengths) -> bool | None:
                 return True
             maybe = maybe or n is None
     return None if maybe else False
-
-
-def _output_lengths(height: int, width: int, plan_h: AxisPlan, plan_w: AxisPlan) -> tuple[int, int]:
-    """Keras's output height and width for a known input size: ``N*s + c``."""
-    return height * plan_h.stride + plan_h.geometry.extra, width * plan_w.stride + plan_w.geometry.extra
 
 
 def _traced_runner(function, args_by_batch: dict):
@@ -168,7 +163,7 @@ def _measurement(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan
     """
     batch, height, width, channels = x.shape
     filters = kernel.shape[2]
-    out_h, out_w = _output_lengths(height, width, plan_h, plan_w)
+    out_h, out_w = plan_h.geometry.output_length(height), plan_w.geometry.output_length(width)
     batches = (batch,) if batch is not None else (tuning.REPRESENTATIVE_BATCH, 1)
     batches = tuple(dict.fromkeys(tuning.measured_batch(n, out_h * out_w * filters) for n in batches))
     geometry = "x".join(f"k{p.geometry.kernel_size}s{p.stride}c{p.geometry.crop}e{p.geometry.extra}" for p in (plan_h, plan_w))
@@ -231,7 +226,7 @@ def _auto_kernel_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w:
         return "native"
     key, batches = _measurement(x, kernel, bias, activation, plan_h, plan_w)
     _, height, width, channels = x.shape
-    out_h, out_w = _output_lengths(height, width, plan_h, plan_w)
+    out_h, out_w = plan_h.geometry.output_length(height), plan_w.geometry.output_length(width)
 
     def make_runner(form):
         gradient = functools.partial(

@@ -299,7 +299,7 @@ def native(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     common = plan_h.geometry.adjoint.tf_paddings() & plan_w.geometry.adjoint.tf_paddings()
     plans = (plan_h, plan_w)
     if common:
-        sizes = [shape[a + 1] * p.stride + p.geometry.extra for a, p in enumerate(plans)]
+        sizes = [p.geometry.output_length(shape[a + 1]) for a, p in enumerate(plans)]
         padding = "SAME" if "SAME" in common else "VALID"  # equal results where both fit
     else:
         sizes = [shape[a + 1] * p.stride + p.geometry.kernel_size - p.stride for a, p in enumerate(plans)]

@@ -57,6 +57,11 @@ class AxisGeometry:
     crop: int
     extra: int
 
+    def output_length(self, n):
+        """Keras's output length ``O = N*s + c`` for input length ``n`` (an
+        int, or a scalar tensor when the length is known only at run time)."""
+        return n * self.stride + self.extra
+
     @property
     def adjoint(self) -> "StridedAxis":
         """This axis of the adjoint strided correlation (output -> input),
