@@ -1,11 +1,20 @@
-"""Suite-wide settings: quiet TensorFlow, and ``auto`` without timing.
+"""Suite-wide settings: quiet TensorFlow, ``auto`` without timing, and a GPU
+shared safely by the test workers.
 
 ``implementation="auto"`` times its candidates the first time it meets a
 layer geometry; across hundreds of random geometries that would slow the
 suite and make its choices depend on the machine's load. The suite runs the
 static rule instead (exact either way: every lowering computes the same
 numbers); tests/ops/test_tuning.py turns measuring on where it is the subject.
-Subprocesses started by the tests inherit both settings.
+
+On a GPU machine, each pytest-xdist worker is a TensorFlow process, and by
+default the first one takes nearly all of the GPU's memory, so the others
+fail to create cuDNN handles or crash: memory growth lets them share it.
+TensorFloat-32 (on by default on Ampere and newer GPUs) rounds convolution
+inputs to 10 mantissa bits, far outside the float32 tolerances the suite
+checks against its float64 reference, so it is turned off.
+
+Subprocesses started by the tests inherit the environment settings.
 """
 
 from __future__ import annotations
@@ -14,3 +23,16 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["KERAS_TCONV_TUNING"] = "off"
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")  # cuBLAS and cuDNN, in subprocesses too
+
+
+def pytest_configure(config):
+    """TensorFloat-32 off for XLA's GPU kernels too (``jit_compile="auto"``), in
+    each process that runs tests: not in xdist's controller, which only
+    schedules them and need not load TensorFlow."""
+    if getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput"):
+        return
+    import tensorflow as tf
+
+    tf.config.experimental.enable_tensor_float_32_execution(False)

@@ -202,7 +202,7 @@ def _auto(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> tu
         args = {n: (tf.random.normal((n, height, width, channels), dtype=x.dtype), k, b) for n in batches}
         return _traced_runner(_forward(implementation, plan_h, plan_w, activation), args)
 
-    return tuning.choose(key, tuple(candidates), make_runner, batches, static, device_hint=x.device or "")
+    return tuning.choose(key, tuple(candidates), make_runner, batches, static, device_hint=tuning.placement(x))
 
 
 def _auto_kernel_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> str:
@@ -220,7 +220,7 @@ def _auto_kernel_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w:
     if (
         not _measurable(x)
         or cpu_kernel_library() != "oneDNN"
-        or tuning.device_name(x.device or "").startswith("GPU")
+        or tuning.device_name(tuning.placement(x)).startswith("GPU")
         or gradients.kernel_gradient_forms((plan_h, plan_w), lengths) != gradients.KERNEL_GRADIENT_FORMS
     ):
         return "native"

@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 import tensorflow as tf
+from tensorflow.python.eager import context
 from tensorflow.python.framework import config as tf_config
 from tensorflow.python.ops import control_flow_util
 
@@ -106,6 +107,14 @@ def in_xla_context() -> bool:
     """Whether the graph being built is compiled by XLA (``jit_compile=True``)."""
     graph = tf.compat.v1.get_default_graph()
     return control_flow_util.GraphOrParentsInXlaContext(graph)
+
+
+def placement(x) -> str:
+    """Where the layer consuming ``x`` runs, as far as tracing can tell:
+    ``x``'s own device, else the ``tf.device`` scope of the call (which a
+    ``tf.function`` traced inside such a scope sees only through the eager
+    context), else "" (TensorFlow's default)."""
+    return x.device or context.context().device_name or ""
 
 
 def device_name(device_hint: str = "") -> str:

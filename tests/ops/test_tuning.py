@@ -88,7 +88,9 @@ def test_measures_once_then_caches_in_process_and_on_disk(measuring, tmp_path, c
     assert choice.implementation == "rows" and choice.source == "measured" and "8->8 in 2x4x4 float32" in choice.key
 
     [path] = tmp_path.glob("*.json")
-    assert tuning.cpu_kernel_library() in path.name and tf.__version__ in path.name
+    # Keyed by what computes: the GPU where TensorFlow places the layer, else the CPU kernel library.
+    computes_on = "GPU" if tf.config.list_physical_devices("GPU") else tuning.cpu_kernel_library()
+    assert computes_on in path.name and tf.__version__ in path.name
     assert json.loads(path.read_text())[choice.key]["implementation"] == "rows"
 
     tuning.clear_memory()  # a new process: the disk cache answers, nothing is measured
@@ -168,14 +170,32 @@ def _train_step_ops(layer, x):
     return step.get_concrete_function(x).graph.get_operations()
 
 
+def test_placement_sees_the_device_scope_of_a_traced_call():
+    """A layer traced in a ``tf.function`` called under ``tf.device`` has
+    placeholders without a device; the scope still decides where it is tuned."""
+    seen = []
+
+    @tf.function
+    def call(x):
+        seen.append(tuning.placement(x))
+        return x
+
+    with tf.device("/CPU:0"):
+        call(tf.zeros(3))
+    call(tf.zeros(4))
+    assert "CPU" in seen[0] and tuning.device_name(seen[0]).startswith("CPU")
+    assert seen[1] == ""
+
+
 def test_kernel_gradient_form_is_measured_under_onednn(measuring, monkeypatch):
     """Under oneDNN the first gradient measures the kernel gradient's two
     forms, and the faster (Eigen's, "explicit", in the fake times) is built;
     an inference-only layer never measures it."""
     monkeypatch.setattr(conv2d_transpose_module, "cpu_kernel_library", lambda: "oneDNN")
-    _layer()(tf.zeros((2, 4, 4, 8)))
-    assert [candidates for candidates, _ in measuring] == [["native", "rows", "split", "unified"]]
-    ops = _train_step_ops(_layer(), tf.zeros((2, 4, 4, 8)))
+    with tf.device("/CPU:0"):  # oneDNN is a CPU library: on a GPU machine too
+        _layer()(tf.zeros((2, 4, 4, 8)))
+        assert [candidates for candidates, _ in measuring] == [["native", "rows", "split", "unified"]]
+        ops = _train_step_ops(_layer(), tf.zeros((2, 4, 4, 8)))
     assert [candidates for candidates, _ in measuring][1:] == [["explicit", "native"]]
     [filter_grad] = [op for op in ops if op.type == "Conv2DBackpropFilter"]
     assert filter_grad.get_attr("padding") == b"EXPLICIT"
@@ -234,18 +254,19 @@ def test_measured_choices_compute_keras_numbers(monkeypatch, tmp_path):
     monkeypatch.setattr(tuning, "BUDGET_S", 0.05)
     monkeypatch.setattr(conv2d_transpose_module, "cpu_kernel_library", lambda: "oneDNN")
     tuning.clear_memory()
-    x = tf.random.normal((2, 5, 6, 3))
-    layers = [SegregatedConv2DTranspose(4, 3, strides=2, padding="same"), keras.layers.Conv2DTranspose(4, 3, 2, "same")]
-    for layer in layers:
-        layer.build(x.shape)
-    layers[1].set_weights(layers[0].get_weights())
-    results = []
-    for layer in layers:
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x)
-            loss = tf.reduce_sum(y * tf.cos(y))
-        results.append([y, *tape.gradient(loss, [x, *layer.trainable_variables])])
+    with tf.device("/CPU:0"):  # oneDNN is a CPU library: on a GPU machine too
+        x = tf.random.normal((2, 5, 6, 3))
+        layers = [SegregatedConv2DTranspose(4, 3, strides=2, padding="same"), keras.layers.Conv2DTranspose(4, 3, 2, "same")]
+        for layer in layers:
+            layer.build(x.shape)
+        layers[1].set_weights(layers[0].get_weights())
+        results = []
+        for layer in layers:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x)
+                loss = tf.reduce_sum(y * tf.cos(y))
+            results.append([y, *tape.gradient(loss, [x, *layer.trainable_variables])])
     sources = {c.key.endswith("kernel-gradient"): c.source for c in keras_tconv.tuning_choices()}
     assert sources == {False: "measured", True: "measured"}
     for got, want in zip(*results):
