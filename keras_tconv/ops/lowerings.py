@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_tconv.ops.phases import AxisPlan, Phase
+from keras_tconv.ops.platform import cpu_kernel_library
 
 
 def slice_stop(amount: int):
@@ -38,11 +39,19 @@ def _padded_conv(x, filters, bias, pads_h, pads_w):
     unpadded 1x1 window is a plain matrix product, which runs about twice as
     fast on CPU as ``tf.nn.conv2d`` with few output channels. The BiasAdd
     directly follows the Conv2D or MatMul so that TensorFlow fuses the two.
+
+    Under oneDNN, a half-precision (float16, bfloat16) Conv2D whose padding
+    holds a whole window (an output position that sees no input, as a phase
+    with fewer taps than its neighbours has) crashes the process on CPUs
+    with AVX-512 and AMX (TF 2.21); there such padding goes into the input
+    (:func:`_pad_whole_windows`).
     """
     (bh, ah), (bw, aw) = pads_h, pads_w
     if min(bh, ah, bw, aw) < 0:
         x = x[:, max(-bh, 0) : slice_stop(-ah), max(-bw, 0) : slice_stop(-aw), :]
     pads = [[0, 0], [max(bh, 0), max(ah, 0)], [max(bw, 0), max(aw, 0)], [0, 0]]
+    if x.dtype in (tf.float16, tf.bfloat16) and cpu_kernel_library() == "oneDNN":
+        x, pads = _pad_whole_windows(x, pads, filters.shape[:2])
     padded = any(pads[1] + pads[2])
     if filters.shape[:2] == (1, 1) and not padded:
         channels, outputs = filters.shape[2:]
@@ -51,6 +60,17 @@ def _padded_conv(x, filters, bias, pads_h, pads_w):
         return tf.reshape(z, tf.concat([tf.shape(x)[:3], [outputs]], axis=0))
     z = tf.nn.conv2d(x, filters, strides=1, padding=pads if padded else "VALID")
     return z if bias is None else tf.nn.bias_add(z, bias)
+
+
+def _pad_whole_windows(x, pads, window: tuple[int, int]):
+    """``x`` and ``tf.nn.conv2d``'s explicit ``pads``, with the padding beyond
+    ``window - 1`` on each side (where a whole window would lie in it) moved
+    into ``x`` by ``tf.pad``: the same correlation, whose padding holds no
+    whole window."""
+    excess = [[0, 0], *([max(p - (k - 1), 0) for p in pads[axis]] for axis, k in ((1, window[0]), (2, window[1]))), [0, 0]]
+    if not any(excess[1] + excess[2]):
+        return x, pads
+    return tf.pad(x, excess), [[p - e for p, e in zip(pair, moved)] for pair, moved in zip(pads, excess)]
 
 
 def _conv_taps(kernel):
