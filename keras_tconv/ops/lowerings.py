@@ -67,10 +67,11 @@ def _pad_whole_windows(x, pads, window: tuple[int, int]):
     ``window - 1`` on each side (where a whole window would lie in it) moved
     into ``x`` by ``tf.pad``: the same correlation, whose padding holds no
     whole window."""
-    excess = [[0, 0], *([max(p - (k - 1), 0) for p in pads[axis]] for axis, k in ((1, window[0]), (2, window[1]))), [0, 0]]
-    if not any(excess[1] + excess[2]):
+    excess = [[max(p - (k - 1), 0) for p in pads[axis]] for axis, k in zip((1, 2), window)]
+    if not any(excess[0] + excess[1]):
         return x, pads
-    return tf.pad(x, excess), [[p - e for p, e in zip(pair, moved)] for pair, moved in zip(pads, excess)]
+    moved = [[0, 0], *excess, [0, 0]]
+    return tf.pad(x, moved), [[p - m for p, m in zip(pair, amounts)] for pair, amounts in zip(pads, moved)]
 
 
 def _conv_taps(kernel):

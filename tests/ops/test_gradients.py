@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from graph_ops import gradient_graph_ops
 from reference import Reference
 
 from keras_tconv.ops import conv2d_transpose
@@ -18,26 +19,6 @@ from keras_tconv.ops.gradients import KERNEL_GRADIENT_FORMS, _adjoint_axes, kern
 from keras_tconv.ops.conv2d_transpose import plan_axes
 
 IMPLEMENTATIONS = ("split", "rows", "unified", "native", "auto")
-
-
-def _gradient_graph_ops(x_spec, kernel_shape, implementation, **config):
-    """The ops of the traced forward-and-gradient graph, cond branches included."""
-    kernel = tf.Variable(tf.random.normal(kernel_shape))
-
-    @tf.function(input_signature=[x_spec])
-    def step(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = conv2d_transpose(x, kernel, implementation=implementation, **config)
-        return tape.gradient(y, [x, kernel])
-
-    graph = step.get_concrete_function().graph
-    ops, functions = list(graph.get_operations()), list(graph._functions.values())
-    while functions:
-        function = functions.pop()
-        ops += list(function.graph.get_operations())
-        functions += list(function.graph._functions.values())
-    return ops
 
 
 def _strided_axes(op):
@@ -52,7 +33,7 @@ def test_unit_kernel_gradient_is_never_strided(implementation, strides):
     stride: no kernel-gradient call has that geometry, and the numbers are
     the definition's."""
     spec = tf.TensorSpec((2, 5, 6, 3))
-    ops = _gradient_graph_ops(spec, (1, 1, 2, 3), implementation, strides=strides, padding="valid")
+    ops = gradient_graph_ops(spec, (1, 1, 2, 3), implementation, strides=strides, padding="valid")
     filter_grads = [op for op in ops if op.type == "Conv2DBackpropFilter"]
     assert filter_grads
     for op in filter_grads:
@@ -80,7 +61,7 @@ def test_one_pixel_wide_input_gradient_is_not_strided(implementation, spec_width
     one-filter layer on a 1-pixel-wide input never runs it, whether the
     width is known when tracing or only at run time (a cond)."""
     spec = tf.TensorSpec((2, 2, spec_width, 3))
-    ops = _gradient_graph_ops(spec, (1, 2, 1, 3), implementation, strides=(1, 2), padding="valid")
+    ops = gradient_graph_ops(spec, (1, 2, 1, 3), implementation, strides=(1, 2), padding="valid")
     widths_of_one = [
         op for op in ops if op.type == "Conv2D" and 2 in _strided_axes(op) and op.outputs[0].shape[2] == 1
     ]

@@ -23,6 +23,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from graph_ops import gradient_graph_ops
 
 from keras_tconv.ops import lowerings
 from keras_tconv.ops.conv2d_transpose import conv2d_transpose
@@ -37,16 +38,11 @@ def _conv_ops(dtype, implementation, geometry, shape=(2, 4, 1, 2), filters=4):
     left without padding is a MatMul instead)."""
     kernel_size, strides, padding, output_padding = geometry
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
-    kernel = tf.Variable(tf.random.normal((kh, kw, filters, shape[-1]), dtype=tf.float32))
-
-    @tf.function(input_signature=[tf.TensorSpec(shape, dtype)])
-    def step(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = conv2d_transpose(x, tf.cast(kernel, dtype), strides, padding, output_padding, implementation=implementation)
-        return tape.gradient(tf.cast(y, tf.float32), [x, kernel])
-
-    return [op for op in step.get_concrete_function().graph.get_operations() if op.type == "Conv2D"]
+    ops = gradient_graph_ops(
+        tf.TensorSpec(shape, dtype), (kh, kw, filters, shape[-1]), implementation,
+        strides=strides, padding=padding, output_padding=output_padding,
+    )
+    return [op for op in ops if op.type == "Conv2D"]
 
 
 def _whole_window_padded(op) -> bool:
