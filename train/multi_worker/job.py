@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -15,6 +13,7 @@ from train.devices import select_device
 from train.job import build_compiled_model, check_replica_split, job_metrics, load_batches, write_outputs
 from train.multi_worker.cluster import ClusterTask
 from train.multi_worker.loop import fit_across_workers
+from train.multi_worker.scratch import in_memory_directory
 from train.multi_worker.strategy import barrier, from_chief, join_cluster, peers_lost_as_error
 from train.run_dir import RunDir
 from train.session import reset_global_state
@@ -28,10 +27,10 @@ def undistributed_copy(model: keras.Model) -> keras.Model:
 
     The chief writes its outputs alone, but a model built in
     MultiWorkerMirroredStrategy's scope predicts across all workers; a round
-    trip through Keras's own format gives a plain copy.
+    trip through Keras's own format (in memory) gives a plain copy.
     """
-    with tempfile.TemporaryDirectory(prefix="keras-tconv-chief-") as scratch:
-        path = Path(scratch) / "model.keras"
+    with in_memory_directory("keras-tconv-chief-") as scratch:
+        path = f"{scratch}/model.keras"
         model.save(path)
         return keras.saving.load_model(path)
 
