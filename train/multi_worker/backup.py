@@ -23,9 +23,10 @@ class WorkerBackup:
     Every worker takes part in each save, as MultiWorkerMirroredStrategy
     requires (reading some distributed variables is a collective operation);
     the other workers write into in-memory directories (``ram://``) that they
-    delete at once, so that no worker leaves files behind, even when killed
-    in the middle of a save. Only the chief's copy is restored, and :func:`from_chief` hands its
-    state to the others, so the workers need no shared file system.
+    delete at once, so that none leaves files behind, even when killed in the
+    middle of a save. Only the chief's copy is restored, and
+    :func:`from_chief` hands its state to the others, so the workers need no
+    shared file system.
     """
 
     def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy, directory: Path, is_chief: bool) -> None:
