@@ -33,13 +33,17 @@ GEOMETRIES = [(3, 2, "valid", None), (2, 2, "valid", 1), (3, 3, "valid", 2), ((1
 HALF = [tf.float16, tf.bfloat16]
 
 
+def _window(kernel_size) -> tuple[int, int]:
+    """A geometry's ``kernel_size`` (an int or a pair) as ``(kh, kw)``."""
+    return (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+
+
 def _conv_ops(dtype, implementation, geometry, shape=(2, 4, 1, 2), filters=4):
     """The Conv2D ops of the traced forward and gradient graph (a 1x1 window
     left without padding is a MatMul instead)."""
     kernel_size, strides, padding, output_padding = geometry
-    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
     ops = gradient_graph_ops(
-        tf.TensorSpec(shape, dtype), (kh, kw, filters, shape[-1]), implementation,
+        tf.TensorSpec(shape, dtype), (*_window(kernel_size), filters, shape[-1]), implementation,
         strides=strides, padding=padding, output_padding=output_padding,
     )
     return [op for op in ops if op.type == "Conv2D"]
@@ -75,10 +79,9 @@ def test_rewrite_computes_the_same_numbers(monkeypatch, implementation, geometry
     """The rewritten half-precision layer against the unrewritten one (same
     dtype, same rounding: both sum the same products in the same order)."""
     kernel_size, strides, padding, output_padding = geometry
-    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
     rng = np.random.default_rng(0)
     x = tf.constant(rng.standard_normal((2, 4, 3, 2)), tf.float16)
-    kernel = tf.constant(rng.standard_normal((kh, kw, 3, 2)), tf.float16)
+    kernel = tf.constant(rng.standard_normal((*_window(kernel_size), 3, 2)), tf.float16)
     run = lambda: conv2d_transpose(x, kernel, strides, padding, output_padding, implementation=implementation)  # noqa: E731
     monkeypatch.setattr(lowerings, "cpu_kernel_library", lambda: "Eigen")
     want = run()
