@@ -1,11 +1,19 @@
-"""Suite-wide settings: quiet TensorFlow, ``auto`` without timing, and a GPU
-shared safely by the test workers.
+"""Suite-wide settings: quiet TensorFlow, ``auto`` without timing, no state
+shared between tests, and a GPU shared safely by the test workers.
 
 ``implementation="auto"`` times its candidates the first time it meets a
 layer geometry; across hundreds of random geometries that would slow the
 suite and make its choices depend on the machine's load. The suite runs the
 static rule instead (exact either way: every lowering computes the same
 numbers); tests/ops/test_tuning.py turns measuring on where it is the subject.
+
+Every test starts from empty tuning state (:func:`_isolated_state`): no
+choice remembered in the process, an empty cache directory of its own (never
+the user's), tuning off, whatever an earlier test in the same worker did
+(the benchmark's entry point, for one, turns tuning on). A test that needs a
+particular choice forces it. The suite runs in random order
+(pytest-randomly prints its seed; ``--randomly-seed=N`` replays an order,
+``-p no:randomly`` keeps the file order).
 
 On a GPU machine, each pytest-xdist worker is a TensorFlow process, and by
 default the first one takes nearly all of the GPU's memory, so the others
@@ -20,6 +28,8 @@ Subprocesses started by the tests inherit the environment settings.
 from __future__ import annotations
 
 import os
+
+import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["KERAS_TCONV_TUNING"] = "off"
@@ -36,3 +46,25 @@ def pytest_configure(config):
     import tensorflow as tf
 
     tf.config.experimental.enable_tensor_float_32_execution(False)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(monkeypatch, tmp_path_factory):
+    """Fresh tuning state, float32 and op determinism off around every test;
+    a test that leaks a dtype policy or op determinism fails."""
+    import keras
+    from tensorflow.python.framework import config as tf_config
+
+    from keras_tconv.ops import tuning
+
+    monkeypatch.setenv("KERAS_TCONV_TUNING", "off")
+    monkeypatch.setenv("KERAS_TCONV_CACHE_DIR", str(tmp_path_factory.mktemp("tuning_cache")))
+    tuning.clear_memory()
+    yield
+    tuning.clear_memory()
+    leaked_policy = keras.config.dtype_policy().name
+    keras.config.set_dtype_policy("float32")
+    leaked_determinism = tf_config.is_op_determinism_enabled()
+    tf_config.disable_op_determinism()
+    assert leaked_policy == "float32", f"the test leaked the global dtype policy {leaked_policy!r}"
+    assert not leaked_determinism, "the test left op determinism enabled"

@@ -35,6 +35,22 @@ def _pair(value, name: str) -> tuple[int, int] | None:
     return value
 
 
+def _check_output_padding(output_padding, strides, dilation_rate) -> None:
+    """Keras's bound on ``output_padding`` (below the stride), extended as
+    the output length extends with a dilation larger than the stride: an
+    output position past the last one any tap reaches would be bias only."""
+    if output_padding is None:
+        return
+    for i, (op, s, d) in enumerate(zip(output_padding, strides, dilation_rate)):
+        if not 0 <= op < max(s, d):
+            raise ValueError(
+                "`output_padding` must be non-negative and strictly less than `strides` (or "
+                f"`dilation_rate` where that is larger) for all dimensions. At dimension {i}, "
+                f"`output_padding` is {op} but `strides` is {s} and `dilation_rate` is {d}. "
+                f"Received: output_padding={output_padding}, strides={strides}, dilation_rate={dilation_rate}"
+            )
+
+
 def plan_axes(kernel_shape, strides, padding, output_padding):
     """The two :class:`AxisPlan` objects of a 2-D transposed convolution
     with an undilated kernel of shape ``kernel_shape``."""
@@ -274,7 +290,8 @@ def conv2d_transpose(
         kernel: ``(kh, kw, filters, in_channels)``, Keras's layout.
         strides: int or pair. Any positive value, also larger than the kernel.
         padding: ``"valid"`` or ``"same"``, as in Keras.
-        output_padding: None, int or pair, each strictly less than the stride.
+        output_padding: None, int or pair, each at least 0 and less than
+            the stride, or than the dilation where that is larger.
         data_format: ``"channels_last"`` or ``"channels_first"``. The latter
             is computed in NHWC between two transposes, so it also runs on CPU
             (where Keras's own layer fails).
@@ -335,6 +352,7 @@ def conv2d_transpose(
             f"kernel.shape={kernel.shape}, data_format={data_format}"
         )
     dilation_rate = _pair(dilation_rate, "dilation_rate")
+    _check_output_padding(_pair(output_padding, "output_padding"), _pair(strides, "strides"), dilation_rate)
     if dilation_rate != (1, 1):
         kernel = lowerings.dilate_kernel(kernel, *dilation_rate)
     plan_h, plan_w = plan_axes(kernel.shape, strides, padding, output_padding)

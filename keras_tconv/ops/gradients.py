@@ -46,11 +46,16 @@ from keras_tconv.ops.phases import AxisPlan, StridedAxis
 def _unit_kernel_axis(axis: StridedAxis) -> StridedAxis:
     """``axis`` read through ``dy[::s]``: its every ``s``-th position, stride 1.
 
-    With a 1-tap kernel the crop is 0 and ``-s < extra <= 0`` (Keras's
-    output lengths), so ``dy[::s]`` holds exactly ``N`` positions.
+    A 1-tap kernel has no crop (``before == 0``) and ``extra > -s`` for
+    every Keras output length, so ``dy[::s]`` holds ``N + ceil(extra / s)``
+    positions: ``N`` when ``extra <= 0``, more when an ``output_padding`` of
+    at least the stride (which a larger dilation allows) lengthens the
+    output. The positions beyond ``N`` receive no input pixel; a negative
+    ``after`` crops them.
     """
-    assert axis.before == 0 and -axis.stride < axis.extra <= 0, axis
-    return StridedAxis(1, 1, 0, 0, 0)
+    assert axis.before == 0 and axis.extra > -axis.stride, axis  # no geometry reaches this
+    extra = -(-axis.extra // axis.stride) if axis.extra > 0 else 0
+    return StridedAxis(1, 1, extra, 0, -extra)
 
 
 def _single_window_axis(axis: StridedAxis) -> StridedAxis:

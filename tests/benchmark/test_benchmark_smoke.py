@@ -152,20 +152,19 @@ def test_base_install_runs_everything_but_litert(tmp_path):
     assert not (tmp_path / "speedup.png").exists()
 
 
-
 def test_kernel_gradient_paddings_tell_the_forms_apart(monkeypatch):
     """What the train tables use to say that auto's kernel gradient is
     Eigen's EXPLICIT form: Conv2DBackpropFilter's padding in the traced step,
-    here with auto's gradient choice forced (nothing depends on timing)."""
+    with auto's gradient choice forced each way (nothing depends on timing
+    or on what an earlier test measured)."""
     import importlib
 
     from keras_tconv.benchmark import impls
 
-    shape = SUITES["quick"][0]
-    case = impls.build_case(shape, "train", ("keras", "native", "auto"), "/CPU:0")
-    assert case.kernel_gradient_paddings("native") == case.kernel_gradient_paddings("keras") == ["SAME"]
-    assert case.kernel_gradient_paddings("auto") == ["SAME"]  # tests run with tuning off
     module = importlib.import_module("keras_tconv.ops.conv2d_transpose")
-    monkeypatch.setattr(module, "_auto_kernel_gradient", lambda *args: "explicit")
-    case = impls.build_case(shape, "train", ("keras", "auto"), "/CPU:0")
-    assert case.kernel_gradient_paddings("auto") == ["EXPLICIT"]
+    shape = SUITES["quick"][0]
+    for form, padding in (("native", "SAME"), ("explicit", "EXPLICIT")):
+        monkeypatch.setattr(module, "_auto_kernel_gradient", lambda *args, form=form: form)
+        case = impls.build_case(shape, "train", ("keras", "native", "auto"), "/CPU:0")
+        assert case.kernel_gradient_paddings("native") == case.kernel_gradient_paddings("keras") == ["SAME"]
+        assert case.kernel_gradient_paddings("auto") == [padding], form

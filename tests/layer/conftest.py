@@ -12,13 +12,9 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _seeded_and_policy_guarded():
-    """Seed every test; fail loudly if a test leaks a non-float32 global dtype policy."""
+def _seeded():
+    """Seed every test (the dtype policy is guarded suite-wide, tests/conftest.py)."""
     keras.utils.set_random_seed(0)
-    yield
-    leaked = keras.config.dtype_policy().name
-    keras.config.set_dtype_policy("float32")
-    assert leaked == "float32", f"test leaked the global dtype policy {leaked!r}"
 
 
 @pytest.fixture

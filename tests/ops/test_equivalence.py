@@ -18,6 +18,8 @@ shape is checked wherever Keras accepts the configuration, and
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -34,13 +36,23 @@ IMPLEMENTATIONS = ("split", "rows", "unified", "native", "zero_insertion", "auto
 STRIDES = st.one_of(st.integers(1, 4), st.sampled_from([8, 16]))
 
 
-def keras_accepts(config) -> bool:
-    """Whether Keras (and TensorFlow's kernel) define this geometry: no
-    dilation with a stride, and for "same" with ``output_padding`` a last
-    output position that some input pixel reaches (``k_eff % 2 + op >= 1``)."""
+def layer_accepts(config) -> bool:
+    """Whether Keras's constructor (and so the layer's) takes these arguments:
+    no dilation with a stride, ``output_padding`` below the stride."""
     strides, dilation = _pair(config["strides"]), _pair(config.get("dilation_rate", 1))
     if strides != (1, 1) and dilation != (1, 1):
         return False
+    output_padding = config.get("output_padding")
+    return output_padding is None or all(op < s for op, s in zip(_pair(output_padding), strides))
+
+
+def keras_accepts(config) -> bool:
+    """Whether Keras (and TensorFlow's kernel) define this geometry: the
+    layer takes it, and for "same" with ``output_padding`` a last output
+    position that some input pixel reaches (``k_eff % 2 + op >= 1``)."""
+    if not layer_accepts(config):
+        return False
+    dilation = _pair(config.get("dilation_rate", 1))
     if config["padding"] == "same" and config.get("output_padding") is not None:
         k_eff = [(k - 1) * d + 1 for k, d in zip(_pair(config["kernel_size"]), dilation)]
         return all(k % 2 + op >= 1 for k, op in zip(k_eff, _pair(config["output_padding"])))
@@ -53,16 +65,23 @@ ACTIVATIONS = [None, "relu", "tanh", "sigmoid"]
 SMOOTH_ACTIVATIONS = [None, "tanh", "sigmoid"]
 
 
+# 1-tap kernel axes and inputs of length 1 are where the gradient's rewrites
+# (keras_tconv/ops/gradients.py) apply: draw them often.
+KERNEL_SIZES = st.one_of(st.just(1), st.integers(1, 7))
+LENGTHS = st.one_of(st.just(1), st.integers(1, 6))
+
+
 @st.composite
 def configs(draw, activations=ACTIVATIONS):
-    kernel = (draw(st.integers(1, 7)), draw(st.integers(1, 7)))
+    kernel = (draw(KERNEL_SIZES), draw(KERNEL_SIZES))
     strides = (draw(STRIDES), draw(STRIDES))
     dilation = (1, 1)
     if draw(st.booleans()):
         dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     output_padding = None
     if draw(st.booleans()):
-        output_padding = tuple(draw(st.integers(0, s - 1)) for s in strides)
+        # Below the stride, or below the dilation where that is larger (the op's extension).
+        output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(strides, dilation))
     return dict(
         activation=draw(st.sampled_from(activations)),
         filters=draw(st.integers(1, 3)),
@@ -77,7 +96,7 @@ def configs(draw, activations=ACTIVATIONS):
 @st.composite
 def cases(draw, activations=ACTIVATIONS):
     config = draw(configs(activations))
-    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 6)), draw(st.integers(1, 6)), draw(st.integers(1, 3)))
+    shape = (draw(st.integers(1, 3)), draw(LENGTHS), draw(LENGTHS), draw(st.integers(1, 3)))
     return config, shape, draw(st.sampled_from(["channels_last", "channels_first"])), draw(st.integers(0, 2**31 - 1))
 
 
@@ -98,7 +117,8 @@ def _outputs_and_gradients(layer, x, cotangent):
 class OpLayer:
     """``keras_tconv.ops.conv2d_transpose`` with a kernel and bias, for the
     geometries the layer refuses with Keras's message (dilation together
-    with a stride), where the op defines the natural extension."""
+    with a stride, and the ``output_padding`` that a dilation larger than the
+    stride allows), where the op defines the natural extension."""
 
     def __init__(self, config, data_format, dtype, implementation, weights):
         self.config, self.data_format, self.implementation = config, data_format, implementation
@@ -154,10 +174,14 @@ def _nchw(array, data_format):
     return np.transpose(array, (0, 3, 1, 2)) if data_format == "channels_first" else array
 
 
-def check_against_reference(config, shape, data_format, seed, implementation, dtype="float32", rtol=1e-5):
+def check_against_reference(
+    config, shape, data_format, seed, implementation, dtype="float32", rtol=1e-5, traced=False
+):
     """Our layer's output and gradients for ``config`` on an input of ``shape``
     (channels last) against the float64 definition, with inputs, weights and
-    cotangent rounded to the layer's compute dtype."""
+    cotangent rounded to the layer's compute dtype; ``traced``: in a
+    ``tf.function`` that knows only the channels, so that the shape-dependent
+    forms are chosen at run time."""
     rng = np.random.default_rng(seed)
     reference = Reference(**config)
     out_shape = reference.output_shape(shape, config["filters"])
@@ -166,7 +190,7 @@ def check_against_reference(config, shape, data_format, seed, implementation, dt
         assert tuple(keras_layer.compute_output_shape(shape)) == out_shape, "output shape differs from Keras's"
     kernel_shape = _pair(config["kernel_size"]) + (config["filters"], shape[-1])
     weights = [rng.standard_normal(kernel_shape).astype("float32"), rng.standard_normal(config["filters"]).astype("float32")]
-    if _pair(config["strides"]) != (1, 1) and _pair(config["dilation_rate"]) != (1, 1):
+    if not layer_accepts(config):
         ours = OpLayer(config, data_format, dtype, implementation, weights)
     else:
         ours = SegregatedConv2DTranspose(**config, data_format=data_format, dtype=dtype, implementation=implementation)
@@ -178,9 +202,14 @@ def check_against_reference(config, shape, data_format, seed, implementation, dt
     kernel, bias = (_rounded(w, compute) for w in weights)
     want = [reference.forward(x, kernel, bias), *reference.gradients(x, kernel, bias, cotangent)]
 
-    got = _outputs_and_gradients(
-        ours, tf.constant(_nchw(x, data_format), tf.float32), tf.constant(_nchw(cotangent, data_format), tf.float32)
-    )
+    run = functools.partial(_outputs_and_gradients, ours)
+    if traced:
+        channels_axis = 1 if data_format == "channels_first" else 3
+        spec = [tf.TensorSpec([size if a == channels_axis else None for a, size in enumerate(_nchw(np.empty(s), data_format).shape)])
+                for s in (shape, out_shape)]
+        run = tf.function(run, input_signature=spec)
+    got = run(tf.constant(_nchw(x, data_format), tf.float32), tf.constant(_nchw(cotangent, data_format), tf.float32))
+    got = list(got)
     got[0], got[1] = _nhwc(np.asarray(got[0]), data_format), _nhwc(np.asarray(got[1]), data_format)
     terms = _summed_terms(out_shape, kernel.shape)
     names = ["output", "input grad", "kernel grad", "bias grad"]
@@ -201,6 +230,13 @@ FAST = settings(
 @given(case=cases())
 def test_float32_matches_definition(implementation, case):
     check_against_reference(*case, implementation=implementation)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@settings(FAST, max_examples=25)
+@given(case=cases())
+def test_traced_with_unknown_shapes_matches_definition(implementation, case):
+    check_against_reference(*case, implementation=implementation, traced=True)
 
 
 @pytest.mark.parametrize("implementation", ["split", "rows", "unified", "native"])

@@ -72,7 +72,9 @@ def test_one_pixel_wide_input_gradient_is_not_strided(implementation, spec_width
 
 @pytest.mark.parametrize(
     "kernel,stride,padding,output_padding",
-    [(1, 3, "valid", None), (1, 2, "same", 1), (3, 2, "same", None), (4, 3, "valid", 1), (2, 5, "valid", None)],
+    [(1, 3, "valid", None), (1, 2, "same", 1), (3, 2, "same", None), (4, 3, "valid", 1), (2, 5, "valid", None),
+     # output_padding at or above the stride (a larger dilation allows it): 1-tap axes with trailing positions.
+     (1, 2, "valid", 2), (1, 2, "same", 3), (1, 3, "valid", 4), (2, 2, "valid", 3)],
 )
 def test_adjoint_rewrites_are_identities(kernel, stride, padding, output_padding):
     """Each axis rewrite reads the same cotangent positions for every input
@@ -115,3 +117,20 @@ def test_kernel_gradient_forms_agree_with_the_definition(kernel, strides, paddin
     for form in KERNEL_GRADIENT_FORMS:
         got = kernel_gradient(dy, xt, weights.shape, *plans, form=form)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4, err_msg=form)
+
+
+@pytest.mark.parametrize(
+    "strides,dilation,output_padding,accepted",
+    [(2, 3, (2, 0), True), (2, 1, (1, 1), True), (2, 3, (3, 0), False), (2, 1, (2, 0), False),
+     (1, 1, (0, -1), False), (1, 4, 3, True)],
+)
+def test_op_bounds_output_padding_by_stride_or_larger_dilation(strides, dilation, output_padding, accepted):
+    """The op takes ``0 <= output_padding < max(stride, dilation)`` per axis
+    (Keras's bound, extended with the dilation) and says so otherwise."""
+    x, kernel = tf.zeros((1, 3, 3, 2)), tf.zeros((1, 2, 2, 2))
+    run = lambda: conv2d_transpose(x, kernel, strides, "valid", output_padding, dilation_rate=dilation)  # noqa: E731
+    if accepted:
+        run()
+        return
+    with pytest.raises(ValueError, match="`output_padding` must be non-negative and strictly less than `strides`"):
+        run()
