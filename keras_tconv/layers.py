@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import keras
 
-from keras_tconv.ops import IMPLEMENTATIONS, conv2d_transpose
-from keras_tconv.ops.conv2d_transpose import FUSED_ACTIVATIONS
+from keras_tconv.ops import conv2d_transpose
+from keras_tconv.ops.registry import FUSED_ACTIVATIONS, check_implementation
+
+log = logging.getLogger("keras_tconv")
+# The backends that compute by kernel segregation; on the others the layer runs Keras's own computation.
+SEGREGATING_BACKENDS = ("tensorflow", "jax")
+_said_unsegregated = set()
 
 
 @keras.saving.register_keras_serializable(package="keras_tconv")
@@ -22,17 +29,18 @@ class SegregatedConv2DTranspose(keras.layers.Conv2DTranspose):
     input (one per output phase, one per row of phases, or one with all
     sub-kernels stacked) and interleaves the results; ``"auto"`` keeps
     TensorFlow's own kernel for the few shapes where that is faster (see
-    :func:`keras_tconv.ops.conv2d_transpose` and
-    :func:`keras_tconv.ops.auto.choose_implementation`).
+    :func:`keras_tconv.ops.tensorflow.conv2d_transpose` and
+    :func:`keras_tconv.ops.choosing.rules.choose_implementation`).
     It is a subclass of ``keras.layers.Conv2DTranspose``, so code that checks
     ``isinstance`` keeps working.
 
     Args:
         implementation: ``"auto"`` (default; measures the candidates once
             per layer geometry on the device at hand, or follows a static
-            rule, see :mod:`keras_tconv.ops.tuning`; the pick is in
+            rule, see :mod:`keras_tconv.ops.choosing.tuning`; the pick is in
             ``chosen_implementation`` once the layer ran), ``"split"``, ``"rows"``,
-            ``"unified"``, ``"native"`` (TensorFlow's own kernel) or
+            ``"unified"``, ``"native"`` (the backend's own kernel, what Keras's
+            layer runs) or
             ``"zero_insertion"`` (the conventional method, for comparisons).
         All other arguments: as ``keras.layers.Conv2DTranspose``.
     """
@@ -77,12 +85,7 @@ class SegregatedConv2DTranspose(keras.layers.Conv2DTranspose):
             bias_constraint=bias_constraint,
             **kwargs,
         )
-        if implementation not in IMPLEMENTATIONS:
-            raise ValueError(
-                "Invalid value for argument `implementation`. Expected one of "
-                f"{IMPLEMENTATIONS}. Received: implementation={implementation}"
-            )
-        self.implementation = implementation
+        self.implementation = check_implementation(implementation)
         # The lowering the layer ran at its last trace ("auto" resolved).
         self.chosen_implementation = None
         # Keras only asks for ndim >= 4; anything but 4-D fails later and less
@@ -108,6 +111,16 @@ class SegregatedConv2DTranspose(keras.layers.Conv2DTranspose):
         )
 
     def call(self, inputs):
+        backend = keras.backend.backend()
+        if backend not in SEGREGATING_BACKENDS:
+            if backend not in _said_unsegregated:
+                _said_unsegregated.add(backend)
+                log.warning(
+                    "keras_tconv: kernel segregation runs on the TensorFlow and JAX backends; on %s, "
+                    "SegregatedConv2DTranspose runs Keras's own Conv2DTranspose computation.", backend
+                )
+            self._record_choice("native")
+            return super().call(inputs)
         fused_activation = self._fused_activation
         outputs = conv2d_transpose(
             inputs,

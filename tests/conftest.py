@@ -37,11 +37,18 @@ os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")  # cuBLAS and cuDNN, in subprocesses too
 
 
+def _backend() -> str:
+    """Keras's backend for this run (``KERAS_BACKEND``; the JAX tests run in a pytest run of their own)."""
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
 def pytest_configure(config):
     """TensorFloat-32 off for XLA's GPU kernels too (``jit_compile="auto"``), in
     each process that runs tests: not in xdist's controller, which only
     schedules them and need not load TensorFlow."""
     if getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput"):
+        return
+    if _backend() != "tensorflow":
         return
     import tensorflow as tf
 
@@ -53,9 +60,8 @@ def _isolated_state(monkeypatch, tmp_path_factory):
     """Fresh tuning state, float32 and op determinism off around every test;
     a test that leaks a dtype policy or op determinism fails."""
     import keras
-    from tensorflow.python.framework import config as tf_config
 
-    from keras_tconv.ops import tuning
+    from keras_tconv.ops.choosing import tuning
 
     monkeypatch.setenv("KERAS_TCONV_TUNING", "off")
     monkeypatch.setenv("KERAS_TCONV_CACHE_DIR", str(tmp_path_factory.mktemp("tuning_cache")))
@@ -64,7 +70,17 @@ def _isolated_state(monkeypatch, tmp_path_factory):
     tuning.clear_memory()
     leaked_policy = keras.config.dtype_policy().name
     keras.config.set_dtype_policy("float32")
-    leaked_determinism = tf_config.is_op_determinism_enabled()
-    tf_config.disable_op_determinism()
+    leaked_determinism = False
+    if _backend() == "tensorflow":
+        from tensorflow.python.framework import config as tf_config
+
+        leaked_determinism = tf_config.is_op_determinism_enabled()
+        tf_config.disable_op_determinism()
     assert leaked_policy == "float32", f"the test leaked the global dtype policy {leaked_policy!r}"
     assert not leaked_determinism, "the test left op determinism enabled"
+
+
+# On the JAX backend only its own tests (tests/jax) and Keras's shipped layer
+# tests run; the rest exercise TensorFlow.
+if _backend() == "jax":
+    collect_ignore = ["ops", "benchmark", "train"]

@@ -1,4 +1,4 @@
-"""Fit the static rule of ``keras_tconv.ops.auto`` to benchmark results.
+"""Fit the static rule of ``keras_tconv.ops.choosing.rules`` to benchmark results.
 
 Usage (one results.csv per CPU kernel library, from the ``sample`` suite)::
 
@@ -9,7 +9,7 @@ Usage (one results.csv per CPU kernel library, from the ``sample`` suite)::
     python tools/fit_static_rule.py docs/benchmarks/sample_eigen/results.csv
     python tools/fit_static_rule.py docs/benchmarks/sample_onednn/results.csv
 
-It searches the parameters of :class:`keras_tconv.ops.auto.StaticRule` (the
+It searches the parameters of :class:`keras_tconv.ops.choosing.rules.StaticRule` (the
 thresholds and each branch's lowering) for the rule with the best score on
 the sample: the geometric mean of the speed-ups over Keras's layer, where a
 speed-up below 0.95 counts cubed, so that a rule losing clearly on a few
@@ -25,8 +25,8 @@ import itertools
 import math
 import sys
 
-from keras_tconv.ops.auto import StaticRule
-from keras_tconv.ops.conv2d_transpose import plan_axes
+from keras_tconv.ops.choosing.rules import StaticRule
+from keras_tconv.ops.phases import plan_axes
 
 PICKS = {
     "few_filters_pick": ("native", "unified"),

@@ -88,7 +88,7 @@ class Case:
     def kernel_gradient_paddings(self, name: str) -> list[str]:
         """The padding of each kernel-gradient call (``Conv2DBackpropFilter``)
         in the traced function of ``name``: what tells the kernel gradient's
-        forms apart (see ``keras_tconv.ops.gradients``)."""
+        forms apart (see ``keras_tconv.ops.tensorflow.gradients``)."""
         return sorted(op.get_attr("padding").decode() for op in self._ops(name) if op.type == "Conv2DBackpropFilter")
 
 

@@ -177,7 +177,7 @@ def random_layers(seed: int, count: int, prefix: str) -> tuple[Shape, ...]:
     return tuple(shapes)
 
 
-# The static rule of keras_tconv.ops.auto is fitted on SAMPLE (tools/fit_static_rule.py);
+# The static rule of keras_tconv.ops.choosing.rules is fitted on SAMPLE (tools/fit_static_rule.py);
 # HOLDOUT, drawn with another seed, is for reporting only: nothing is fitted on it.
 SAMPLE = random_layers(seed=2026, count=40, prefix="sample")
 HOLDOUT = random_layers(seed=7, count=24, prefix="holdout")

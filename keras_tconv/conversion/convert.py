@@ -9,7 +9,7 @@ from keras_tconv.conversion.report import ConversionReport, ConvertedLayer, Skip
 from keras_tconv.conversion.swap import CONVERTIBLE, reset_traced_functions, swap_class
 from keras_tconv.conversion.tracking import tracked_layers
 from keras_tconv.layers import SegregatedConv2DTranspose
-from keras_tconv.ops import IMPLEMENTATIONS
+from keras_tconv.ops.registry import check_implementation
 
 TARGETS = ("segregated", "keras")
 
@@ -70,11 +70,8 @@ def convert_model(
     """
     if to not in TARGETS:
         raise ValueError(f"Invalid value for argument `to`. Expected one of {TARGETS}. Received: to={to}")
-    if to == "segregated" and implementation not in IMPLEMENTATIONS:
-        raise ValueError(
-            "Invalid value for argument `implementation`. Expected one of "
-            f"{IMPLEMENTATIONS}. Received: implementation={implementation}"
-        )
+    if to == "segregated":
+        check_implementation(implementation)
     if not model.built:
         raise ValueError("convert_model needs a built model (call it on data or build it first).")
 

@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 
 @dataclasses.dataclass(frozen=True)
 class AxisGeometry:
@@ -232,3 +234,94 @@ def axis_plan(geometry: AxisGeometry) -> AxisPlan:
         taps = tuple(t for t in reversed(range(geometry.kernel_size)) if t % s == q)
         phases.append(Phase(taps, tuple((q - t) // s for t in taps)))
     return AxisPlan(geometry, tuple(phases))
+
+
+def union_window(plan: AxisPlan) -> tuple[int, int]:
+    """(first offset, number of taps) of the window shared by all phases."""
+    low, high = plan.union_offsets
+    return low, high - low + 1
+
+
+def stacked_window(plan_h: AxisPlan, plan_w: AxisPlan) -> tuple[int, int]:
+    """Height and width of the ``unified`` lowering's stacked kernel."""
+    return union_window(plan_h)[1], union_window(plan_w)[1]
+
+
+def pair(value, name: str) -> tuple[int, int] | None:
+    """An int or a pair as a pair of ints (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return (value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) != 2:
+        raise ValueError(f"`{name}` must be an int or a tuple of 2 ints. Received: {name}={value}")
+    return value
+
+
+def check_output_padding(output_padding, strides, dilation_rate) -> None:
+    """Keras's bound on ``output_padding`` (below the stride), extended as
+    the output length extends with a dilation larger than the stride: an
+    output position past the last one any tap reaches would be bias only."""
+    if output_padding is None:
+        return
+    for i, (op, s, d) in enumerate(zip(output_padding, strides, dilation_rate)):
+        if not 0 <= op < max(s, d):
+            raise ValueError(
+                "`output_padding` must be non-negative and strictly less than `strides` (or "
+                f"`dilation_rate` where that is larger) for all dimensions. At dimension {i}, "
+                f"`output_padding` is {op} but `strides` is {s} and `dilation_rate` is {d}. "
+                f"Received: output_padding={output_padding}, strides={strides}, dilation_rate={dilation_rate}"
+            )
+
+
+def plan_axes(kernel_shape, strides, padding, output_padding):
+    """The two :class:`AxisPlan` objects of a 2-D transposed convolution
+    with an undilated kernel of shape ``kernel_shape``."""
+    strides = pair(strides, "strides")
+    output_padding = pair(output_padding, "output_padding") or (None, None)
+    return tuple(
+        axis_plan(axis_geometry(kernel_shape[axis], strides[axis], padding, output_padding[axis]))
+        for axis in range(2)
+    )
+
+
+def phase_index(ph: Phase, pw: Phase, kw: int) -> np.ndarray:
+    """Flat tap indices ``t_h * kw + t_w`` of one phase's sub-kernel, ``(len(ph.taps), len(pw.taps))``."""
+    return np.array([[th * kw + tw for tw in pw.taps] for th in ph.taps], dtype=np.int64)
+
+
+def stacked_index(row_phases, row_window: tuple[int, int], plan_w: AxisPlan, kw: int) -> np.ndarray:
+    """Flat tap indices of the sub-kernels of ``row_phases`` and of every
+    column phase, placed in a common window and stacked.
+
+    ``row_window`` is (first offset, length) along the height; along the
+    width the window is the column phases' union. Returns
+    ``(window_h, window_w, len(row_phases) * sw)``, phases ordered
+    ``(qh, qw)``, -1 where a phase has no tap.
+    """
+    (low_h, size_h), (low_w, size_w) = row_window, union_window(plan_w)
+    sw = plan_w.stride
+    index = np.full((size_h, size_w, len(row_phases) * sw), -1, dtype=np.int64)
+    for qh, ph in enumerate(row_phases):
+        for qw, pw in enumerate(plan_w.phases):
+            for th, eh in zip(ph.taps, ph.offsets):
+                for tw, ew in zip(pw.taps, pw.offsets):
+                    index[eh - low_h, ew - low_w, qh * sw + qw] = th * kw + tw
+    return index
+
+
+def margins(plan: AxisPlan) -> tuple[int, int]:
+    """Interleaved positions before and after the output: ``delta`` and
+    ``s*M - (O + delta)``, static because ``M - N`` and ``O - N*s`` are."""
+    g = plan.geometry
+    return plan.shift, g.stride * plan.extra_blocks - g.extra - plan.shift
+
+
+def zero_insertion_padding(plan: AxisPlan) -> tuple[int, int]:
+    """(before, after) padding of the zero-expanded input (length
+    ``(N-1)*s + 1``) for the dense stride-1 correlation with the flipped
+    kernel that gives the output (length ``N*s + c``)."""
+    g = plan.geometry
+    before = g.kernel_size - 1 - g.crop
+    return before, g.extra + g.stride - 1 - before + g.kernel_size - 1

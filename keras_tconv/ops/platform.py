@@ -14,7 +14,7 @@ def cpu_kernel_library() -> str:
     Eigen on the others; ``TF_ENABLE_ONEDNN_OPTS=0``/``1``, set before
     TensorFlow is imported, forces either. The two rank the lowerings
     differently, and some of oneDNN's kernels compute wrong for some shapes
-    (see :mod:`keras_tconv.ops.gradients`).
+    (see :mod:`keras_tconv.ops.tensorflow.gradients`).
     """
     from tensorflow.python.util import _pywrap_util_port
 

@@ -161,7 +161,7 @@ def test_kernel_gradient_paddings_tell_the_forms_apart(monkeypatch):
 
     from keras_tconv.benchmark import impls
 
-    module = importlib.import_module("keras_tconv.ops.conv2d_transpose")
+    module = importlib.import_module("keras_tconv.ops.tensorflow.conv2d_transpose")
     shape = SUITES["quick"][0]
     for form, padding in (("native", "SAME"), ("explicit", "EXPLICIT")):
         monkeypatch.setattr(module, "_auto_kernel_gradient", lambda *args, form=form: form)

@@ -33,7 +33,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 import keras_tconv
 from keras_tconv import SegregatedConv2DTranspose
-from keras_tconv.ops import auto
+from keras_tconv.ops.choosing import rules as auto
 from keras_tconv.benchmark.tflite import model_ops, subgraph_ops
 
 INPUT_SHAPE = (6, 5, 3)

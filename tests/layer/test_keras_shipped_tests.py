@@ -230,7 +230,10 @@ def test_shipped_channels_first_case_with_our_layer():
     assert result.testsRun == 1 and not result.skipped
 
 
-@pytest.mark.skipif(cpu_kernel_library() != "Eigen", reason="oneDNN's Conv2DBackpropInput runs NCHW on CPU")
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow" or cpu_kernel_library() != "Eigen",
+    reason="a TensorFlow limitation, of its Eigen kernels (oneDNN's Conv2DBackpropInput runs NCHW on CPU)",
+)
 def test_channels_first_case_is_keras_own_limitation():
     """Keras's own class fails that case on CPU with Eigen kernels: why the
     shipped test skips it on TF. (Under oneDNN, Keras's layer runs it.)"""

@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from keras_tconv import SegregatedConv2DTranspose, lowering_target
-from keras_tconv.ops import auto
-from keras_tconv.ops.auto import StaticRule, choose_implementation
-from keras_tconv.ops.conv2d_transpose import plan_axes
+from keras_tconv.ops.choosing import rules as auto
+from keras_tconv.ops.choosing.rules import StaticRule, choose_implementation
+from keras_tconv.ops.phases import plan_axes
 
 # (kernel, stride, padding, filters, in_channels) -> choice for TensorFlow, choice for LiteRT.
 # The layers are those of the benchmark's models and paper suites that the rule's docstring cites.

@@ -25,83 +25,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from keras_tconv import SegregatedConv2DTranspose
 from keras_tconv.ops import conv2d_transpose
-from keras_tconv.ops.conv2d_transpose import FUSED_ACTIVATIONS
+from keras_tconv.ops.registry import FUSED_ACTIVATIONS
 from reference import Reference
+from cases import SMOOTH_ACTIVATIONS, assert_close, cases, keras_accepts, layer_accepts, materialize, nchw
 
 IMPLEMENTATIONS = ("split", "rows", "unified", "native", "zero_insertion", "auto")
-STRIDES = st.one_of(st.integers(1, 4), st.sampled_from([8, 16]))
-
-
-def layer_accepts(config) -> bool:
-    """Whether Keras's constructor (and so the layer's) takes these arguments:
-    no dilation with a stride, ``output_padding`` below the stride."""
-    strides, dilation = _pair(config["strides"]), _pair(config.get("dilation_rate", 1))
-    if strides != (1, 1) and dilation != (1, 1):
-        return False
-    output_padding = config.get("output_padding")
-    return output_padding is None or all(op < s for op, s in zip(_pair(output_padding), strides))
-
-
-def keras_accepts(config) -> bool:
-    """Whether Keras (and TensorFlow's kernel) define this geometry: the
-    layer takes it, and for "same" with ``output_padding`` a last output
-    position that some input pixel reaches (``k_eff % 2 + op >= 1``)."""
-    if not layer_accepts(config):
-        return False
-    dilation = _pair(config.get("dilation_rate", 1))
-    if config["padding"] == "same" and config.get("output_padding") is not None:
-        k_eff = [(k - 1) * d + 1 for k, d in zip(_pair(config["kernel_size"]), dilation)]
-        return all(k % 2 + op >= 1 for k, op in zip(k_eff, _pair(config["output_padding"])))
-    return True
-
-
-ACTIVATIONS = [None, "relu", "tanh", "sigmoid"]
-# relu's derivative jumps at 0, where half-precision rounding of the output can
-# put an element on either side: the mixed-precision tests draw smooth ones.
-SMOOTH_ACTIVATIONS = [None, "tanh", "sigmoid"]
-
-
-# 1-tap kernel axes and inputs of length 1 are where the gradient's rewrites
-# (keras_tconv/ops/gradients.py) apply: draw them often.
-KERNEL_SIZES = st.one_of(st.just(1), st.integers(1, 7))
-LENGTHS = st.one_of(st.just(1), st.integers(1, 6))
-
-
-@st.composite
-def configs(draw, activations=ACTIVATIONS):
-    kernel = (draw(KERNEL_SIZES), draw(KERNEL_SIZES))
-    strides = (draw(STRIDES), draw(STRIDES))
-    dilation = (1, 1)
-    if draw(st.booleans()):
-        dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    output_padding = None
-    if draw(st.booleans()):
-        # Below the stride, or below the dilation where that is larger (the op's extension).
-        output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(strides, dilation))
-    return dict(
-        activation=draw(st.sampled_from(activations)),
-        filters=draw(st.integers(1, 3)),
-        kernel_size=kernel,
-        strides=strides,
-        padding=draw(st.sampled_from(["valid", "same"])),
-        output_padding=output_padding,
-        dilation_rate=dilation,
-    )
-
-
-@st.composite
-def cases(draw, activations=ACTIVATIONS):
-    config = draw(configs(activations))
-    shape = (draw(st.integers(1, 3)), draw(LENGTHS), draw(LENGTHS), draw(st.integers(1, 3)))
-    return config, shape, draw(st.sampled_from(["channels_last", "channels_first"])), draw(st.integers(0, 2**31 - 1))
-
-
-def _pair(value):
-    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 def _outputs_and_gradients(layer, x, cotangent):
@@ -115,7 +46,7 @@ def _outputs_and_gradients(layer, x, cotangent):
 
 
 class OpLayer:
-    """``keras_tconv.ops.conv2d_transpose`` with a kernel and bias, for the
+    """``keras_tconv.ops.tensorflow.conv2d_transpose`` with a kernel and bias, for the
     geometries the layer refuses with Keras's message (dilation together
     with a stride, and the ``output_padding`` that a dilation larger than the
     stride allows), where the op defines the natural extension."""
@@ -143,37 +74,6 @@ class OpLayer:
         return y if fused or activation is None else keras.activations.get(activation)(y)
 
 
-def _assert_close(got, want, rtol, what, terms=1):
-    """``got == want`` to ``rtol``, with an absolute floor for sums of ``terms``
-    unit-size terms: rounding of such a sum grows like ``sqrt(terms)``
-    whatever its result."""
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-    scale = max(1.0, float(np.abs(want).max(initial=0.0)), float(np.sqrt(terms)))
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale, err_msg=what)
-
-
-def _summed_terms(output_shape, kernel_shape):
-    """Terms summed per element of the output and of the input, kernel and bias
-    gradients (upper bounds; channels last)."""
-    batch, out_h, out_w, filters = output_shape
-    kh, kw, _, channels = kernel_shape
-    return [kh * kw * channels, kh * kw * filters, batch * out_h * out_w, batch * out_h * out_w]
-
-
-def _rounded(array, dtype):
-    """``array`` rounded to ``dtype`` (what the layer computes with), as float64."""
-    return tf.cast(tf.cast(array, dtype), tf.float64).numpy()
-
-
-def _nhwc(array, data_format):
-    return np.transpose(array, (0, 2, 3, 1)) if data_format == "channels_first" else array
-
-
-def _nchw(array, data_format):
-    return np.transpose(array, (0, 3, 1, 2)) if data_format == "channels_first" else array
-
-
 def check_against_reference(
     config, shape, data_format, seed, implementation, dtype="float32", rtol=1e-5, traced=False
 ):
@@ -182,39 +82,25 @@ def check_against_reference(
     cotangent rounded to the layer's compute dtype; ``traced``: in a
     ``tf.function`` that knows only the channels, so that the shape-dependent
     forms are chosen at run time."""
-    rng = np.random.default_rng(seed)
-    reference = Reference(**config)
-    out_shape = reference.output_shape(shape, config["filters"])
+    case = materialize(config, shape, seed, dtype)
+    weights, x, cotangent, out_shape = case.weights, case.x, case.cotangent, case.out_shape
     if keras_accepts(config):
         keras_layer = keras.layers.Conv2DTranspose(**config)
         assert tuple(keras_layer.compute_output_shape(shape)) == out_shape, "output shape differs from Keras's"
-    kernel_shape = _pair(config["kernel_size"]) + (config["filters"], shape[-1])
-    weights = [rng.standard_normal(kernel_shape).astype("float32"), rng.standard_normal(config["filters"]).astype("float32")]
     if not layer_accepts(config):
         ours = OpLayer(config, data_format, dtype, implementation, weights)
     else:
         ours = SegregatedConv2DTranspose(**config, data_format=data_format, dtype=dtype, implementation=implementation)
-        ours.build(_nchw(np.empty(shape), data_format).shape)
+        ours.build(nchw(np.empty(shape), data_format).shape)
         ours.set_weights(weights)
-    compute = keras.mixed_precision.Policy(dtype).compute_dtype
-    x = _rounded(rng.standard_normal(shape), compute)
-    cotangent = _rounded(rng.standard_normal(out_shape), compute)
-    kernel, bias = (_rounded(w, compute) for w in weights)
-    want = [reference.forward(x, kernel, bias), *reference.gradients(x, kernel, bias, cotangent)]
-
     run = functools.partial(_outputs_and_gradients, ours)
     if traced:
         channels_axis = 1 if data_format == "channels_first" else 3
-        spec = [tf.TensorSpec([size if a == channels_axis else None for a, size in enumerate(_nchw(np.empty(s), data_format).shape)])
+        spec = [tf.TensorSpec([size if a == channels_axis else None for a, size in enumerate(nchw(np.empty(s), data_format).shape)])
                 for s in (shape, out_shape)]
         run = tf.function(run, input_signature=spec)
-    got = run(tf.constant(_nchw(x, data_format), tf.float32), tf.constant(_nchw(cotangent, data_format), tf.float32))
-    got = list(got)
-    got[0], got[1] = _nhwc(np.asarray(got[0]), data_format), _nhwc(np.asarray(got[1]), data_format)
-    terms = _summed_terms(out_shape, kernel.shape)
-    names = ["output", "input grad", "kernel grad", "bias grad"]
-    for name, g, w, n in zip(names, got, want, terms):
-        _assert_close(g, w, rtol, f"{name} ({implementation}, {config}, {shape}, {data_format})", n)
+    got = run(tf.constant(nchw(x, data_format), tf.float32), tf.constant(nchw(cotangent, data_format), tf.float32))
+    case.check(got, implementation, data_format, rtol)
 
 
 FAST = settings(
@@ -275,7 +161,7 @@ def test_unknown_dims_under_tf_function(config, implementation):
         cotangent = np.random.default_rng(2).standard_normal(reference.output_shape(shape, 1)).astype("float32")
         want = [reference.forward(x, kernel, bias), *reference.gradients(x, kernel, bias, cotangent)]
         for got, w, what in zip(traced(x, cotangent), want, ["output", "input grad", "kernel grad", "bias grad"]):
-            _assert_close(got, w, 1e-5, f"{what}: {config} {shape}", terms=100)
+            assert_close(got, w, 1e-5, f"{what}: {config} {shape}", terms=100)
     assert traced.experimental_get_tracing_count() == 1
 
 
@@ -310,7 +196,7 @@ def test_empty_inputs_match_keras(config, shape, implementation):
             ours(x)
         assert "Negative dimension size" in str(error)
         return
-    _assert_close(ours(x), want, 1e-6, f"{implementation}, {config}, {shape}")
+    assert_close(ours(x), want, 1e-6, f"{implementation}, {config}, {shape}")
 
 
 EMPTY_OUTPUT_CONFIGS = [

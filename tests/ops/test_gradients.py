@@ -15,8 +15,8 @@ from graph_ops import gradient_graph_ops
 from reference import Reference
 
 from keras_tconv.ops import conv2d_transpose
-from keras_tconv.ops.gradients import KERNEL_GRADIENT_FORMS, _adjoint_axes, kernel_gradient, kernel_gradient_forms
-from keras_tconv.ops.conv2d_transpose import plan_axes
+from keras_tconv.ops.tensorflow.gradients import KERNEL_GRADIENT_FORMS, _adjoint_axes, kernel_gradient, kernel_gradient_forms
+from keras_tconv.ops.phases import plan_axes
 
 IMPLEMENTATIONS = ("split", "rows", "unified", "native", "auto")
 

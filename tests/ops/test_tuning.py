@@ -14,12 +14,14 @@ from tensorflow.python.framework import config as tf_config
 
 import keras_tconv
 from keras_tconv import SegregatedConv2DTranspose, lowering_target
-from keras_tconv.ops import tuning
-from keras_tconv.ops.auto import choose_implementation
-from keras_tconv.ops.conv2d_transpose import plan_axes
+from keras_tconv.ops.choosing import tuning
+from keras_tconv.ops.platform import cpu_kernel_library
+from keras_tconv.ops.tensorflow import tuning as tf_tuning
+from keras_tconv.ops.choosing.rules import choose_implementation
+from keras_tconv.ops.phases import plan_axes
 
 # The module, not the function that keras_tconv.ops exports under its name.
-conv2d_transpose_module = importlib.import_module("keras_tconv.ops.conv2d_transpose")
+conv2d_transpose_module = importlib.import_module("keras_tconv.ops.tensorflow.conv2d_transpose")
 
 
 @pytest.fixture
@@ -89,7 +91,7 @@ def test_measures_once_then_caches_in_process_and_on_disk(measuring, tmp_path, c
 
     [path] = tmp_path.glob("*.json")
     # Keyed by what computes: the GPU where TensorFlow places the layer, else the CPU kernel library.
-    computes_on = "GPU" if tf.config.list_physical_devices("GPU") else tuning.cpu_kernel_library()
+    computes_on = "GPU" if tf.config.list_physical_devices("GPU") else cpu_kernel_library()
     assert computes_on in path.name and tf.__version__ in path.name
     assert json.loads(path.read_text())[choice.key]["implementation"] == "rows"
 
@@ -145,7 +147,7 @@ def test_no_timing_for_unknown_spatial_size_litert_or_xla(measuring):
 
 
 def test_corrupt_cache_file_is_ignored(measuring, tmp_path):
-    path = tuning.cache_path(tuning.device_name())
+    path = tuning.cache_path(tf_tuning.where())
     path.write_text("{not json")
     _layer()(tf.zeros((2, 4, 4, 8)))
     assert len(measuring) == 1 and json.loads(path.read_text())
@@ -177,13 +179,13 @@ def test_placement_sees_the_device_scope_of_a_traced_call():
 
     @tf.function
     def call(x):
-        seen.append(tuning.placement(x))
+        seen.append(tf_tuning.placement(x))
         return x
 
     with tf.device("/CPU:0"):
         call(tf.zeros(3))
     call(tf.zeros(4))
-    assert "CPU" in seen[0] and tuning.device_name(seen[0]).startswith("CPU")
+    assert "CPU" in seen[0] and tf_tuning.device_name(seen[0]).startswith("CPU")
     assert seen[1] == ""
 
 

@@ -25,8 +25,8 @@ import pytest
 import tensorflow as tf
 from graph_ops import gradient_graph_ops
 
-from keras_tconv.ops import lowerings
-from keras_tconv.ops.conv2d_transpose import conv2d_transpose
+from keras_tconv.ops.tensorflow import lowerings
+from keras_tconv.ops.tensorflow.conv2d_transpose import conv2d_transpose
 
 # (kernel, strides, padding, output_padding): geometries whose phases pad whole windows.
 GEOMETRIES = [(3, 2, "valid", None), (2, 2, "valid", 1), (3, 3, "valid", 2), ((1, 3), (3, 2), "same", None)]
@@ -91,7 +91,7 @@ def test_rewrite_computes_the_same_numbers(monkeypatch, implementation, geometry
 
 _CRASHING_CALL = """
 import numpy as np, tensorflow as tf
-from keras_tconv.ops import lowerings
+from keras_tconv.ops.tensorflow import lowerings
 x = np.random.default_rng(0).standard_normal((1, 5, 1, 2))
 k = np.random.default_rng(1).standard_normal((1, 2, 2, 8))
 want = lowerings._padded_conv(tf.constant(x, tf.float32), tf.constant(k, tf.float32), None, (0, 0), (1, 2))

@@ -6,60 +6,22 @@ import functools
 
 import tensorflow as tf
 
-from keras_tconv.ops import gradients, lowerings, tuning
-from keras_tconv.ops.auto import choose_implementation, lowering_target_name
-from keras_tconv.ops.phases import AxisPlan, axis_geometry, axis_plan
+from keras_tconv.ops import registry
+from keras_tconv.ops.choosing import tuning
+from keras_tconv.ops.choosing.rules import choose_implementation, lowering_target_name
+from keras_tconv.ops.phases import AxisPlan, check_output_padding, pair, plan_axes
 from keras_tconv.ops.platform import cpu_kernel_library
+from keras_tconv.ops.tensorflow import gradients, lowerings
+from keras_tconv.ops.tensorflow import tuning as tf_tuning
 
-IMPLEMENTATIONS = ("auto", "split", "rows", "unified", "native", "zero_insertion")
-
-# Activations that may run on the phase blocks, with their gradient computed
-# from the activation's output, as TensorFlow's own gradients do. (Sigmoid and
-# softmax are left out on purpose: Keras tags their outputs with the logits so
-# that losses can use them, which a fused op would lose.)
+# The fused activations (keras_tconv.ops.registry.FUSED_ACTIVATIONS) run on the
+# phase blocks, with their gradient computed from the activation's output, as
+# TensorFlow's own gradients do.
 FUSED_ACTIVATIONS = {
     None: (tf.identity, lambda y, dy: dy),
     "relu": (tf.nn.relu, lambda y, dy: tf.raw_ops.ReluGrad(gradients=dy, features=y)),
     "tanh": (tf.nn.tanh, lambda y, dy: tf.raw_ops.TanhGrad(y=y, dy=dy)),
 }
-
-
-def _pair(value, name: str) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return (value, value)
-    value = tuple(int(v) for v in value)
-    if len(value) != 2:
-        raise ValueError(f"`{name}` must be an int or a tuple of 2 ints. Received: {name}={value}")
-    return value
-
-
-def _check_output_padding(output_padding, strides, dilation_rate) -> None:
-    """Keras's bound on ``output_padding`` (below the stride), extended as
-    the output length extends with a dilation larger than the stride: an
-    output position past the last one any tap reaches would be bias only."""
-    if output_padding is None:
-        return
-    for i, (op, s, d) in enumerate(zip(output_padding, strides, dilation_rate)):
-        if not 0 <= op < max(s, d):
-            raise ValueError(
-                "`output_padding` must be non-negative and strictly less than `strides` (or "
-                f"`dilation_rate` where that is larger) for all dimensions. At dimension {i}, "
-                f"`output_padding` is {op} but `strides` is {s} and `dilation_rate` is {d}. "
-                f"Received: output_padding={output_padding}, strides={strides}, dilation_rate={dilation_rate}"
-            )
-
-
-def plan_axes(kernel_shape, strides, padding, output_padding):
-    """The two :class:`AxisPlan` objects of a 2-D transposed convolution
-    with an undilated kernel of shape ``kernel_shape``."""
-    strides = _pair(strides, "strides")
-    output_padding = _pair(output_padding, "output_padding") or (None, None)
-    return tuple(
-        axis_plan(axis_geometry(kernel_shape[axis], strides[axis], padding, output_padding[axis]))
-        for axis in range(2)
-    )
 
 
 def _forward(implementation: str, plan_h: AxisPlan, plan_w: AxisPlan, activation: str | None):
@@ -86,7 +48,7 @@ def _with_adjoint_gradient(forward, plan_h: AxisPlan, plan_w: AxisPlan, activati
     Differentiating ``s*s`` phase convolutions, gathers and an interleave
     costs more than the two single convolutions TensorFlow uses for its own
     Conv2DTranspose, so the gradient runs those
-    (:mod:`keras_tconv.ops.gradients`, which also routes around TensorFlow's
+    (:mod:`keras_tconv.ops.tensorflow.gradients`, which also routes around TensorFlow's
     defects): the activation's gradient from the output (TensorFlow's own
     ``ReluGrad``/``TanhGrad``), the input gradient, one strided ``conv2d``
     of the cotangent with the kernel, and the kernel gradient, one
@@ -170,26 +132,6 @@ def _traced_runner(function, args_by_batch: dict):
     return run
 
 
-def _measurement(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> tuple[str, tuple[int, ...]]:
-    """The tuning cache key of a layer geometry and the batches to measure it at.
-
-    An unknown batch is measured at :data:`~keras_tconv.ops.tuning.REPRESENTATIVE_BATCH`
-    and at 1; a layer with a huge output at a smaller batch
-    (:func:`keras_tconv.ops.tuning.measured_batch`).
-    """
-    batch, height, width, channels = x.shape
-    filters = kernel.shape[2]
-    out_h, out_w = plan_h.geometry.output_length(height), plan_w.geometry.output_length(width)
-    batches = (batch,) if batch is not None else (tuning.REPRESENTATIVE_BATCH, 1)
-    batches = tuple(dict.fromkeys(tuning.measured_batch(n, out_h * out_w * filters) for n in batches))
-    geometry = "x".join(f"k{p.geometry.kernel_size}s{p.stride}c{p.geometry.crop}e{p.geometry.extra}" for p in (plan_h, plan_w))
-    key = (
-        f"{geometry} {channels}->{filters} in {batch or 'any'}x{height}x{width} {x.dtype.name}"
-        f"{' bias' if bias is not None else ''} {activation or 'linear'}"
-    )
-    return key, batches
-
-
 def _measurable(x) -> bool:
     """Whether ``auto`` may time candidates for ``x``: the target is
     TensorFlow and the spatial size is known while tracing."""
@@ -198,19 +140,14 @@ def _measurable(x) -> bool:
 
 def _auto(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> tuning.Choice:
     """``implementation="auto"``: measured on the device at hand
-    (:mod:`keras_tconv.ops.tuning`) where the spatial size is known and the
-    target is TensorFlow, else the static rule of :mod:`keras_tconv.ops.auto`."""
+    (:mod:`keras_tconv.ops.choosing.tuning`) where the spatial size is known and the
+    target is TensorFlow, else the static rule of :mod:`keras_tconv.ops.choosing.rules`."""
     batch, height, width, channels = x.shape
     static = choose_implementation(kernel.shape, plan_h, plan_w, batch, height, width)
     if not _measurable(x):
         return tuning.Choice("", static, "static rule")
-    key, batches = _measurement(x, kernel, bias, activation, plan_h, plan_w)
-    candidates = ["native"]
-    if plan_h.stride * plan_w.stride > 1:
-        candidates.append("split")
-    if plan_h.stride > 1:
-        candidates.append("rows")
-    candidates.append("unified")
+    key, batches = tuning.measurement(tuple(x.shape), x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w)
+    candidates = registry.candidates((plan_h.stride, plan_w.stride))
 
     def make_runner(implementation):
         k = tf.random.normal(kernel.shape, dtype=kernel.dtype)
@@ -218,7 +155,7 @@ def _auto(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> tu
         args = {n: (tf.random.normal((n, height, width, channels), dtype=x.dtype), k, b) for n in batches}
         return _traced_runner(_forward(implementation, plan_h, plan_w, activation), args)
 
-    return tuning.choose(key, tuple(candidates), make_runner, batches, static, device_hint=tuning.placement(x))
+    return tuning.choose(key, candidates, make_runner, batches, static, tf_tuning.where(tf_tuning.placement(x)))
 
 
 def _auto_kernel_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> str:
@@ -236,11 +173,11 @@ def _auto_kernel_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w:
     if (
         not _measurable(x)
         or cpu_kernel_library() != "oneDNN"
-        or tuning.device_name(tuning.placement(x)).startswith("GPU")
+        or tf_tuning.device_name(tf_tuning.placement(x)).startswith("GPU")
         or gradients.kernel_gradient_forms((plan_h, plan_w), lengths) != gradients.KERNEL_GRADIENT_FORMS
     ):
         return "native"
-    key, batches = _measurement(x, kernel, bias, activation, plan_h, plan_w)
+    key, batches = tuning.measurement(tuple(x.shape), x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w)
     _, height, width, channels = x.shape
     out_h, out_w = plan_h.geometry.output_length(height), plan_w.geometry.output_length(width)
 
@@ -262,7 +199,7 @@ def _auto_kernel_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w:
         make_runner,
         batches,
         "native",
-        device_hint="CPU",
+        tf_tuning.where("CPU"),
         budget_s=tuning.BUDGET_S / 2,
     )
     return choice.implementation
@@ -298,15 +235,15 @@ def conv2d_transpose(
         dilation_rate: int or pair. Keras allows it only with stride 1;
             here it is also defined for larger strides. The kernel is
             zero-expanded to its undilated equivalent (see
-            :func:`~keras_tconv.ops.lowerings.dilate_kernel`).
+            :func:`~keras_tconv.ops.tensorflow.lowerings.dilate_kernel`).
         implementation: a segregated lowering, ``"split"`` (one conv per
             phase), ``"rows"`` (one conv per row phase, column phases
             stacked) or ``"unified"`` (one conv with all sub-kernels
             stacked); ``"native"`` (TensorFlow's own Conv2DBackpropInput);
             ``"zero_insertion"`` (the conventional baseline); or ``"auto"``,
             which measures the candidates once per geometry on the device
-            at hand (:mod:`keras_tconv.ops.tuning`) or, where nothing can be
-            measured, follows the static rule of :mod:`keras_tconv.ops.auto`.
+            at hand (:mod:`keras_tconv.ops.choosing.tuning`) or, where nothing can be
+            measured, follows the static rule of :mod:`keras_tconv.ops.choosing.rules`.
         bias: optional ``(filters,)`` vector added to the output. Passing it
             here rather than adding it afterwards is cheaper: it is added to
             each convolution's output before the interleave, where
@@ -326,11 +263,7 @@ def conv2d_transpose(
             f"Invalid value for argument `activation`. Expected one of {tuple(FUSED_ACTIVATIONS)}. "
             f"Received: activation={activation}"
         )
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(
-            f"Invalid value for argument `implementation`. Expected one of {IMPLEMENTATIONS}. "
-            f"Received: implementation={implementation}"
-        )
+    registry.check_implementation(implementation)
     if data_format not in ("channels_last", "channels_first"):
         raise ValueError(
             "The `data_format` argument must be one of {'channels_first', 'channels_last'}. "
@@ -351,8 +284,8 @@ def conv2d_transpose(
             f"last dimension ({kernel.shape[-1]}). Received: inputs.shape={inputs.shape}, "
             f"kernel.shape={kernel.shape}, data_format={data_format}"
         )
-    dilation_rate = _pair(dilation_rate, "dilation_rate")
-    _check_output_padding(_pair(output_padding, "output_padding"), _pair(strides, "strides"), dilation_rate)
+    dilation_rate = pair(dilation_rate, "dilation_rate")
+    check_output_padding(pair(output_padding, "output_padding"), pair(strides, "strides"), dilation_rate)
     if dilation_rate != (1, 1):
         kernel = lowerings.dilate_kernel(kernel, *dilation_rate)
     plan_h, plan_w = plan_axes(kernel.shape, strides, padding, output_padding)

@@ -10,17 +10,24 @@ is kept unless another is faster beyond the noise (:func:`pick`), so
 swapping the class does not make a layer slower than the measurement can
 tell.
 
+This module is the backend-free half: the cache, the measurement and the
+margin rule. Each backend says where a layer runs and whether it may be
+measured there (a :class:`Where`: :func:`keras_tconv.ops.tensorflow.tuning.where`,
+:func:`keras_tconv.ops.jax.tuning.where`) and supplies the runners.
+
 Choices are cached in the process and on disk, so a second run starts at once
-and builds the same graph: one JSON file per device, kernel library,
-TensorFlow version (:func:`cache_path`), in ``$KERAS_TCONV_CACHE_DIR`` or
-else ``$XDG_CACHE_HOME/keras_tconv`` (``~/.cache/keras_tconv``).
+and builds the same graph: one JSON file per device (with the CPU kernel
+library) and backend version (:func:`cache_path`), in
+``$KERAS_TCONV_CACHE_DIR`` or else ``$XDG_CACHE_HOME/keras_tconv``
+(``~/.cache/keras_tconv``).
 
 No timing happens (the cache, else the static rule of
-:mod:`keras_tconv.ops.auto`) when ``KERAS_TCONV_TUNING=off`` or TensorFlow's
-op determinism is enabled (``tf.config.experimental.enable_op_determinism()``),
-so that two runs build the same graph; inside XLA compilation; for the
-LiteRT lowering targets; and for spatial sizes that are unknown when
-tracing. An unknown batch is measured at :data:`REPRESENTATIVE_BATCH` and at
+:mod:`keras_tconv.ops.choosing.rules`) when ``KERAS_TCONV_TUNING=off`` or the
+backend runs deterministically (TensorFlow's
+``tf.config.experimental.enable_op_determinism()``), so that two runs build the
+same graph; where the backend cannot measure (inside TensorFlow's XLA
+compilation, Keras's symbolic shape inference on JAX); for the LiteRT
+lowering targets; and for spatial sizes that are unknown when tracing. An unknown batch is measured at :data:`REPRESENTATIVE_BATCH` and at
 batch 1 (see :func:`pick`); a layer whose output exceeds
 :data:`MAX_MEASURED_OUTPUT` values at a smaller batch. Candidates are warmed
 up (traced and run once) in order of promise, TensorFlow's kernel and the
@@ -28,13 +35,14 @@ static rule's pick first, and a slow layer measures only those that fit in
 the budget.
 
 Under oneDNN, ``auto`` also measures the kernel gradient's two forms
-(:data:`keras_tconv.ops.gradients.KERNEL_GRADIENT_FORMS`) the first time a
+(:data:`keras_tconv.ops.tensorflow.gradients.KERNEL_GRADIENT_FORMS`) the first time a
 layer's gradient is built, cached under the geometry's key plus
 ``kernel-gradient``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -46,12 +54,7 @@ import threading
 import time
 from pathlib import Path
 
-import tensorflow as tf
-from tensorflow.python.eager import context
-from tensorflow.python.framework import config as tf_config
-from tensorflow.python.ops import control_flow_util
-
-from keras_tconv.ops.platform import cpu_kernel_library, cpu_model
+from typing import Callable, ContextManager
 
 log = logging.getLogger("keras_tconv")
 
@@ -96,44 +99,43 @@ class Choice:
         return f"{self.key}: {self.implementation} ({self.source}{'; ' + times if times else ''})"
 
 
-def tuning_enabled() -> bool:
-    """False when ``KERAS_TCONV_TUNING=off`` or op determinism is enabled."""
+@dataclasses.dataclass(frozen=True)
+class Where:
+    """Where a layer runs and whether ``auto`` may time candidates there,
+    as its backend reports it.
+
+    Attributes:
+        device: the cache-key part naming what computes (a GPU's name, or the
+            CPU model with its kernel library).
+        versions: the backend and its version (``"tf2.21.0"``, ``"jax0.10.2"``).
+        can_measure: False where timing cannot happen now (the call is being
+            compiled or shape-inferred).
+        deterministic: True when the backend is asked to run deterministically:
+            nothing is timed then, so that two runs build the same program.
+        scope: a context manager under which the runners run on ``device``,
+            outside the program being traced.
+    """
+
+    device: str
+    versions: str
+    can_measure: bool = True
+    deterministic: bool = False
+    scope: Callable[[], ContextManager] = contextlib.nullcontext
+
+
+def tuning_enabled(where: Where) -> bool:
+    """False when ``KERAS_TCONV_TUNING=off`` or the backend runs deterministically."""
     if os.environ.get("KERAS_TCONV_TUNING", "on").lower() in ("0", "off", "false", "no"):
         return False
-    return not tf_config.is_op_determinism_enabled()
+    return not where.deterministic
 
 
-def in_xla_context() -> bool:
-    """Whether the graph being built is compiled by XLA (``jit_compile=True``)."""
-    graph = tf.compat.v1.get_default_graph()
-    return control_flow_util.GraphOrParentsInXlaContext(graph)
-
-
-def placement(x) -> str:
-    """Where the layer consuming ``x`` runs, as far as tracing can tell:
-    ``x``'s own device, else the ``tf.device`` scope of the call (which a
-    ``tf.function`` traced inside such a scope sees only through the eager
-    context), else "" (TensorFlow's default)."""
-    return x.device or context.context().device_name or ""
-
-
-def device_name(device_hint: str = "") -> str:
-    """The device a layer runs on, as a cache-key part: its GPU's name, or
-    the CPU model and kernel library. ``device_hint`` is the input tensor's
-    device where known (empty while tracing without a device scope, which
-    means TensorFlow's default: the first GPU if there is one)."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus and "CPU" not in device_hint.upper():
-        return f"GPU {tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)}"
-    return f"CPU {cpu_model()} {cpu_kernel_library()}"
-
-
-def cache_path(device: str) -> Path:
-    """The cache file for ``device`` and this TensorFlow."""
+def cache_path(where: Where) -> Path:
+    """The cache file for ``where``'s device and backend version."""
     root = os.environ.get("KERAS_TCONV_CACHE_DIR")
     if root is None:
         root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "keras_tconv"
-    name = f"{device} tf{tf.__version__}".replace("/", "_")
+    name = f"{where.device} {where.versions}".replace("/", "_")
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
     return Path(root) / f"{safe}.json"
 
@@ -167,22 +169,43 @@ def measured_batch(batch: int, output_values: int) -> int:
     return max(1, min(batch, MAX_MEASURED_OUTPUT // max(1, output_values)))
 
 
-def pick(times: dict, spreads: dict, batches: tuple) -> str:
+def measurement(
+    shape: tuple, dtype: str, filters: int, bias: bool, activation: str | None, plan_h, plan_w
+) -> tuple[str, tuple[int, ...]]:
+    """The cache key of a layer geometry and the batches to measure it at,
+    for an NHWC input of ``shape`` (the batch may be None).
+
+    An unknown batch is measured at :data:`REPRESENTATIVE_BATCH` and at 1; a
+    layer with a huge output at a smaller batch (:func:`measured_batch`).
+    """
+    batch, height, width, channels = shape
+    out_h, out_w = plan_h.geometry.output_length(height), plan_w.geometry.output_length(width)
+    batches = (batch,) if batch is not None else (REPRESENTATIVE_BATCH, 1)
+    batches = tuple(dict.fromkeys(measured_batch(n, out_h * out_w * filters) for n in batches))
+    geometry = "x".join(f"k{p.geometry.kernel_size}s{p.stride}c{p.geometry.crop}e{p.geometry.extra}" for p in (plan_h, plan_w))
+    key = (
+        f"{geometry} {channels}->{filters} in {batch or 'any'}x{height}x{width} {dtype}"
+        f"{' bias' if bias else ''} {activation or 'linear'}"
+    )
+    return key, batches
+
+
+def pick(times: dict, spreads: dict, batches: tuple, baseline: str = "native") -> str:
     """The margin rule: the lowering to keep from per-batch median times.
 
     ``times[impl][batch]`` are medians, ``spreads[impl][batch]`` the relative
     interquartile ranges of the rounds. A candidate is eligible when, at every
-    measured batch, it is not slower than ``native`` beyond the margin; the
-    winner is the eligible candidate fastest at the first (representative)
-    batch, if it beats ``native`` there by more than the margin:
-    ``max(MIN_MARGIN, spread of both)``. Otherwise ``native``.
+    measured batch, it is not slower than ``baseline`` (the backend's own
+    kernel) beyond the margin; the winner is the eligible candidate fastest at
+    the first (representative) batch, if it beats ``baseline`` there by more
+    than the margin: ``max(MIN_MARGIN, spread of both)``. Otherwise ``baseline``.
     """
-    native = times["native"]
-    best, best_time = "native", native[batches[0]]
+    native = times[baseline]
+    best, best_time = baseline, native[batches[0]]
     for impl, by_batch in times.items():
-        if impl == "native":
+        if impl == baseline:
             continue
-        margins = {b: max(MIN_MARGIN, spreads[impl][b], spreads["native"][b]) for b in batches}
+        margins = {b: max(MIN_MARGIN, spreads[impl][b], spreads[baseline][b]) for b in batches}
         if any(by_batch[b] > native[b] * (1 + margins[b]) for b in batches[1:]):
             continue
         if by_batch[batches[0]] < native[batches[0]] * (1 - margins[batches[0]]) and by_batch[batches[0]] < best_time:
@@ -242,36 +265,37 @@ def choose(
     make_runner,
     batches: tuple,
     fallback: str,
-    device_hint: str = "",
+    where: Where,
     budget_s: float = BUDGET_S,
 ) -> Choice:
     """The lowering for ``key``: from the process's memory, the disk cache, a
     measurement, or ``fallback`` (the static rule's pick) where timing is off.
 
-    ``make_runner(impl)`` traces candidate ``impl`` and returns a callable
-    that runs it once at a given batch size; it is only called to measure, in
-    eager mode on the layer's device, for about ``budget_s`` seconds.
+    ``make_runner(impl)`` builds (compiles) candidate ``impl`` and returns a
+    callable that runs it once at a given batch size and waits for its
+    result; it is only called to measure, under ``where.scope()``, for about
+    ``budget_s`` seconds.
     """
-    device = device_name(device_hint)
     with _lock:
-        if (device, key) in _memory:
-            return _memory[device, key]
-        path = cache_path(device)
+        memory_key = (where.device, where.versions, key)
+        if memory_key in _memory:
+            return _memory[memory_key]
+        path = cache_path(where)
         cached = _read(path).get(key)
         if cached is not None:
             choice = Choice(key, cached["implementation"], "cache", cached.get("times_ms", {}))
-        elif not tuning_enabled() or in_xla_context() or len(candidates) < 2:
+        elif not tuning_enabled(where) or not where.can_measure or len(candidates) < 2:
             choice = Choice(key, fallback, "static rule")
         else:
-            # TensorFlow's kernel and the static rule's pick first: a slow layer may measure only those.
-            order = dict.fromkeys(["native", fallback, *candidates])
-            with tf.init_scope(), tf.device("/GPU:0" if device.startswith("GPU") else "/CPU:0"):
+            # The backend's own kernel and the static rule's pick first: a slow layer may measure only those.
+            order = dict.fromkeys([candidates[0], fallback, *candidates])
+            with where.scope():
                 factories = {impl: functools.partial(make_runner, impl) for impl in order if impl in candidates}
                 medians, spreads = _measure(factories, batches, budget_s)
             times_ms = {impl: {str(b): round(t * 1e3, 4) for b, t in by_batch.items()} for impl, by_batch in medians.items()}
-            choice = Choice(key, pick(medians, spreads, batches), "measured", times_ms)
+            choice = Choice(key, pick(medians, spreads, batches, baseline=candidates[0]), "measured", times_ms)
             _write(path, key, choice)
-        _memory[device, key] = choice
+        _memory[memory_key] = choice
         _made.append(choice)
         log.info("keras_tconv auto: %s", choice.describe())
         return choice

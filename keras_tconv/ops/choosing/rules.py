@@ -1,6 +1,6 @@
 """The static rule ``implementation="auto"`` falls back on, and the lowering target.
 
-``auto`` measures where it can (:mod:`keras_tconv.ops.tuning`); this rule
+``auto`` measures where it can (:mod:`keras_tconv.ops.choosing.tuning`); this rule
 decides where nothing can be measured: for the LiteRT target, when the
 spatial size is unknown while tracing, inside XLA compilation, or with tuning
 turned off and no cached choice. The best lowering depends on where the
@@ -41,8 +41,7 @@ import contextvars
 import dataclasses
 import functools
 
-from keras_tconv.ops.lowerings import stacked_window
-from keras_tconv.ops.phases import AxisPlan
+from keras_tconv.ops.phases import AxisPlan, stacked_window
 from keras_tconv.ops.platform import cpu_kernel_library
 
 TARGETS = ("tensorflow", "litert", "litert_int8")
@@ -176,10 +175,22 @@ def lowering_target_name() -> str:
     return _target.get()
 
 
-def choose_implementation(kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan, batch=None, height=None, width=None) -> str:
+def jax_rule(plan_h: AxisPlan, plan_w: AxisPlan) -> str:
+    """The JAX backend's static rule, for the forward and the gradient alike:
+    a segregated lowering always (XLA runs Keras's ``lhs_dilation``
+    convolution and its gradients on slow paths), ``unified`` where its
+    stacked kernel wastes no tap, else ``split``."""
+    return "unified" if stacked_waste(plan_h, plan_w) <= 1.0 else "split"
+
+
+def choose_implementation(
+    kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan, batch=None, height=None, width=None, backend: str = "tensorflow"
+) -> str:
     """The static rule's lowering for a kernel ``(kh, kw, filters,
-    in_channels)`` under the current :func:`lowering_target`, given the
-    input's batch and spatial size where known."""
+    in_channels)`` under the current :func:`lowering_target` (TensorFlow) or
+    on ``backend="jax"``, given the input's batch and spatial size where known."""
+    if backend == "jax":
+        return jax_rule(plan_h, plan_w)
     target = _target.get()
     if target != "tensorflow":
         filters, channels = kernel_shape[2:]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from keras_tconv.ops.phases import AxisPlan, Phase
+from keras_tconv.ops.phases import AxisPlan, margins, phase_index, stacked_index, union_window, zero_insertion_padding
 from keras_tconv.ops.platform import cpu_kernel_library
 
 
@@ -122,17 +122,10 @@ def interleave(groups: list, plan_h: AxisPlan, plan_w: AxisPlan):
         y = tf.reshape(groups[0], tf.stack([batch, mh, mw, sh, sw, filters]))
         y = tf.transpose(y, (0, 1, 3, 2, 4, 5))
         y = tf.reshape(y, tf.stack([batch, mh * sh, mw * sw, filters]))
-    (lead_h, tail_h), (lead_w, tail_w) = _margins(plan_h), _margins(plan_w)
+    (lead_h, tail_h), (lead_w, tail_w) = margins(plan_h), margins(plan_w)
     if lead_h or tail_h or lead_w or tail_w:
         y = y[:, lead_h : slice_stop(tail_h), lead_w : slice_stop(tail_w), :]
     return y
-
-
-def _margins(plan: AxisPlan) -> tuple[int, int]:
-    """Interleaved positions before and after the output: ``delta`` and
-    ``s*M - (O + delta)``, static because ``M - N`` and ``O - N*s`` are."""
-    g = plan.geometry
-    return plan.shift, g.stride * plan.extra_blocks - g.extra - plan.shift
 
 
 def _fill_empty(outputs: list, bias) -> list:
@@ -141,10 +134,6 @@ def _fill_empty(outputs: list, bias) -> list:
     reference = next(y for y in outputs if y is not None)
     empty = tf.zeros_like(reference) if bias is None else tf.zeros_like(reference) + bias
     return [empty if y is None else y for y in outputs]
-
-
-def _phase_index(ph: Phase, pw: Phase, kw: int) -> np.ndarray:
-    return np.array([[th * kw + tw for tw in pw.taps] for th in ph.taps], dtype=np.int64)
 
 
 def split(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
@@ -160,7 +149,7 @@ def split(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     outputs = [
         _padded_conv(
             x,
-            _gather_taps(taps, _phase_index(ph, pw, kw)),
+            _gather_taps(taps, phase_index(ph, pw, kw)),
             bias,
             plan_h.window_padding(ph.offsets[0], len(ph.taps)),
             plan_w.window_padding(pw.offsets[0], len(pw.taps)),
@@ -176,17 +165,6 @@ def split(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     return [group[0] if sw == 1 else tf.concat(group, axis=-1) for group in row_groups]
 
 
-def _union_window(plan: AxisPlan) -> tuple[int, int]:
-    """(first offset, number of taps) of the window shared by all phases."""
-    low, high = plan.union_offsets
-    return low, high - low + 1
-
-
-def stacked_window(plan_h: AxisPlan, plan_w: AxisPlan) -> tuple[int, int]:
-    """Height and width of the ``unified`` lowering's stacked kernel."""
-    return _union_window(plan_h)[1], _union_window(plan_w)[1]
-
-
 def _stacked_kernel(kernel, row_phases, row_window: tuple[int, int], plan_w: AxisPlan):
     """The sub-kernels of ``row_phases`` and of every column phase, stacked.
 
@@ -197,14 +175,8 @@ def _stacked_kernel(kernel, row_phases, row_window: tuple[int, int], plan_w: Axi
     ``(qh, qw, f)``, built by one gather (a single small, differentiable op).
     """
     _, kw, filters, channels = kernel.shape
-    (low_h, size_h), (low_w, size_w) = row_window, _union_window(plan_w)
-    sw = plan_w.stride
-    index = np.full((size_h, size_w, len(row_phases) * sw), -1, dtype=np.int64)
-    for qh, ph in enumerate(row_phases):
-        for qw, pw in enumerate(plan_w.phases):
-            for th, eh in zip(ph.taps, ph.offsets):
-                for tw, ew in zip(pw.taps, pw.offsets):
-                    index[eh - low_h, ew - low_w, qh * sw + qw] = th * kw + tw
+    index = stacked_index(row_phases, row_window, plan_w, kw)
+    size_h, size_w = index.shape[:2]
     stacked = _gather_taps(_conv_taps(kernel), index)  # (size_h, size_w, phases, C, F)
     stacked = tf.transpose(stacked, (0, 1, 3, 2, 4))
     return tf.reshape(stacked, (size_h, size_w, channels, index.shape[-1] * filters))
@@ -221,7 +193,7 @@ def rows(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     have different tap counts (k=3, s=2: 12 slots for 9 taps, against 16 for
     ``unified``).
     """
-    low_w, size_w = _union_window(plan_w)
+    low_w, size_w = union_window(plan_w)
     bias = None if bias is None else tf.tile(bias, [plan_w.stride])
     outputs = [
         _padded_conv(
@@ -249,7 +221,7 @@ def unified(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     kernel size; otherwise the zero taps cost extra multiplications.
     """
     phases = plan_h.stride * plan_w.stride
-    window_h, window_w = _union_window(plan_h), _union_window(plan_w)
+    window_h, window_w = union_window(plan_h), union_window(plan_w)
     stacked = _stacked_kernel(kernel, plan_h.phases, window_h, plan_w)
     if bias is not None:
         bias = tf.tile(bias, [phases])
@@ -292,14 +264,7 @@ def zero_insertion(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     """
     xz = _zero_insert(x, plan_h.stride, plan_w.stride)
     flipped = tf.transpose(tf.reverse(kernel, axis=(0, 1)), (0, 1, 3, 2))
-    pads = []
-    for plan in (plan_h, plan_w):
-        g = plan.geometry
-        before = g.kernel_size - 1 - g.crop
-        # Expanded length (N-1)*s + 1; output length N*s + c.
-        after = g.extra + g.stride - 1 - before + g.kernel_size - 1
-        pads.append((before, after))
-    return _padded_conv(xz, flipped, bias, pads[0], pads[1])
+    return _padded_conv(xz, flipped, bias, zero_insertion_padding(plan_h), zero_insertion_padding(plan_w))
 
 
 def native(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
@@ -339,6 +304,7 @@ def native(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     return y if bias is None else tf.nn.bias_add(y, bias)
 
 
-# Lowerings by implementation name: those returning phase groups, and those returning the output.
+# Lowerings by implementation name (keras_tconv.ops.registry): those returning phase groups, and those
+# returning the output.
 SEGREGATED = {"split": split, "rows": rows, "unified": unified}
 WHOLE_OUTPUT = {"native": native, "zero_insertion": zero_insertion}

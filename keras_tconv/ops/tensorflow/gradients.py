@@ -32,14 +32,14 @@ on different kernels (:data:`KERNEL_GRADIENT_FORMS`): ``"native"``, the
 correlation with ``"EXPLICIT"`` padding (Eigen's kernel). Which is faster
 depends on the CPU and the shapes, by up to several times either way, so
 ``implementation="auto"`` measures them (see
-:func:`keras_tconv.ops.conv2d_transpose.conv2d_transpose`).
+:func:`keras_tconv.ops.tensorflow.conv2d_transpose.conv2d_transpose`).
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_tconv.ops.lowerings import slice_stop
+from keras_tconv.ops.tensorflow.lowerings import slice_stop
 from keras_tconv.ops.phases import AxisPlan, StridedAxis
 
 

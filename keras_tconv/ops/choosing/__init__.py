@@ -1,0 +1,1 @@
+"""How ``implementation="auto"`` chooses, on every backend: static rules, measurement, cache, lowering target."""

@@ -1,0 +1,178 @@
+"""The NHWC lowerings of a 2-D transposed convolution on ``jax.lax``.
+
+The same phase plans as the TensorFlow lowerings
+(:mod:`keras_tconv.ops.tensorflow.lowerings`; the arithmetic is in
+:mod:`keras_tconv.ops.phases`), as functions ``(x, kernel, plan_h, plan_w) ->
+y`` of ``x`` ``(batch, height, width, in_channels)`` and Keras's kernel
+``(kh, kw, filters, in_channels)``, returning ``(batch, out_h, out_w,
+filters)`` without the bias (the op adds it; XLA fuses the addition).
+
+The segregated lowerings (``split``, ``rows``, ``unified``) run only stride-1
+``lax.conv_general_dilated`` calls without any dilation on the un-expanded
+input, so their derivatives are stride-1 convolutions too: XLA runs the
+``lhs_dilation`` convolution of Keras's own layer (``native`` here, what
+``jax.lax.conv_transpose`` computes) and its gradients on slow paths.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from keras_tconv.ops.phases import (
+    AxisPlan,
+    margins,
+    phase_index,
+    stacked_index,
+    union_window,
+    zero_insertion_padding,
+)
+
+_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv(x, filters, pads_h, pads_w, lhs_dilation=(1, 1)):
+    """Correlation of ``x`` padded per axis with ``filters`` ``(h, w, in, out)``;
+    a negative padding crops (XLA takes it as it is)."""
+    return lax.conv_general_dilated(
+        x, filters, (1, 1), [tuple(pads_h), tuple(pads_w)], lhs_dilation=lhs_dilation, dimension_numbers=_DIMENSIONS
+    )
+
+
+def _conv_taps(kernel):
+    """The kernel's taps flattened, ``(kh*kw, in_channels, filters)``, tap ``t_h * kw + t_w`` first."""
+    kh, kw, filters, channels = kernel.shape
+    return jnp.transpose(kernel, (0, 1, 3, 2)).reshape(kh * kw, channels, filters)
+
+
+def _gather_taps(taps, index: np.ndarray):
+    """Taps picked by a static index array, -1 selecting a zero tap:
+    ``index.shape + (in_channels, filters)``."""
+    if (index < 0).any():
+        taps = jnp.concatenate([taps, jnp.zeros((1, *taps.shape[1:]), taps.dtype)])
+        index = np.where(index < 0, taps.shape[0] - 1, index)
+    return taps[index]
+
+
+def _output(blocks, plan_h: AxisPlan, plan_w: AxisPlan):
+    """Interleaved blocks ``(B, Mh, sh, Mw, sw, F)`` to the output ``(B, Oh, Ow, F)``."""
+    _, mh, sh, mw, sw, filters = blocks.shape
+    y = blocks.reshape(-1, mh * sh, mw * sw, filters)
+    (lead_h, tail_h), (lead_w, tail_w) = margins(plan_h), margins(plan_w)
+    return y[:, lead_h : mh * sh - tail_h, lead_w : mw * sw - tail_w, :]
+
+
+def _phase_blocks(stacked, plan_h: AxisPlan, plan_w: AxisPlan):
+    """``(B, Mh, Mw, sh*sw*F)``, channels ordered ``(qh, qw, f)``, to ``(B, Mh, sh, Mw, sw, F)``."""
+    _, mh, mw, channels = stacked.shape
+    sh, sw = plan_h.stride, plan_w.stride
+    blocks = stacked.reshape(-1, mh, mw, sh, sw, channels // (sh * sw))
+    return jnp.transpose(blocks, (0, 1, 3, 2, 4, 5))
+
+
+def split(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
+    """One convolution per phase with its exact sub-kernel (no zero tap)."""
+    kw, filters = kernel.shape[1], kernel.shape[2]
+    taps = _conv_taps(kernel)
+    outputs = [
+        _conv(
+            x,
+            _gather_taps(taps, phase_index(ph, pw, kw)),
+            plan_h.window_padding(ph.offsets[0], len(ph.taps)),
+            plan_w.window_padding(pw.offsets[0], len(pw.taps)),
+        )
+        if ph.taps and pw.taps
+        else None
+        for ph in plan_h.phases
+        for pw in plan_w.phases
+    ]
+    reference = next(y for y in outputs if y is not None)
+    outputs = [jnp.zeros_like(reference) if y is None else y for y in outputs]
+    _, mh, mw, _ = reference.shape
+    sh, sw = plan_h.stride, plan_w.stride
+    # (B, Mh, Mw, sh*sw, F) -> (B, Mh, sh, Mw, sw, F)
+    stacked = jnp.stack(outputs, axis=3).reshape(-1, mh, mw, sh, sw, filters)
+    return _output(jnp.transpose(stacked, (0, 1, 3, 2, 4, 5)), plan_h, plan_w)
+
+
+def _stacked_kernel(kernel, row_phases, row_window: tuple[int, int], plan_w: AxisPlan):
+    """The sub-kernels of ``row_phases`` and every column phase in a common
+    window, ``(window_h, window_w, in_channels, phases*filters)``, output
+    channels ordered ``(qh, qw, f)``."""
+    _, kw, filters, channels = kernel.shape
+    index = stacked_index(row_phases, row_window, plan_w, kw)
+    stacked = _gather_taps(_conv_taps(kernel), index)  # (h, w, phases, C, F)
+    size_h, size_w, phases = index.shape
+    return jnp.transpose(stacked, (0, 1, 3, 2, 4)).reshape(size_h, size_w, channels, phases * filters)
+
+
+def rows(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
+    """One convolution per row phase: exact along the height, the column
+    phases stacked; the rows interleave by a stack, without a transpose."""
+    filters = kernel.shape[2]
+    low_w, size_w = union_window(plan_w)
+    outputs = [
+        _conv(
+            x,
+            _stacked_kernel(kernel, [ph], (ph.offsets[0], len(ph.taps)), plan_w),
+            plan_h.window_padding(ph.offsets[0], len(ph.taps)),
+            plan_w.window_padding(low_w, size_w),
+        )
+        if ph.taps
+        else None
+        for ph in plan_h.phases
+    ]
+    reference = next(y for y in outputs if y is not None)
+    outputs = [jnp.zeros_like(reference) if y is None else y for y in outputs]
+    _, mh, mw, _ = reference.shape
+    blocks = jnp.stack(outputs, axis=2).reshape(-1, mh, plan_h.stride, mw, plan_w.stride, filters)
+    return _output(blocks, plan_h, plan_w)
+
+
+def unified(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
+    """A single convolution whose kernel stacks every phase's sub-kernel
+    (the sub-pixel convolution), then one interleave."""
+    window_h, window_w = union_window(plan_h), union_window(plan_w)
+    stacked = _stacked_kernel(kernel, plan_h.phases, window_h, plan_w)
+    y = _conv(x, stacked, plan_h.window_padding(*window_h), plan_w.window_padding(*window_w))
+    return _output(_phase_blocks(y, plan_h, plan_w), plan_h, plan_w)
+
+
+def _flipped(kernel):
+    """Keras's kernel as the dense correlation's filters: taps reversed, ``(kh, kw, in, out)``."""
+    return jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
+
+
+def native(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
+    """What Keras's layer computes on JAX (``jax.lax.conv_transpose``): one
+    convolution with ``lhs_dilation`` (the input expanded inside XLA).
+
+    Every side is padded by at least one more position, which the output
+    then drops: XLA on CPU (jaxlib 0.10) aborts the process compiling some
+    of these convolutions with no padding on one side (an even kernel with
+    "same" and ``output_padding=0`` next to a wider kernel on the other
+    axis), Keras's own layer included (see the README).
+    """
+    pads = [zero_insertion_padding(plan) for plan in (plan_h, plan_w)]
+    wider = [(max(b, 0) + 1, max(a, 0) + 1) for b, a in pads]
+    y = _conv(x, _flipped(kernel), *wider, lhs_dilation=(plan_h.stride, plan_w.stride))
+    (bh, ah), (bw, aw) = [(w[0] - b, w[1] - a) for w, (b, a) in zip(wider, pads)]
+    return y[:, bh : y.shape[1] - ah, bw : y.shape[2] - aw, :]
+
+
+def zero_insertion(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
+    """The conventional method: an explicitly zero-expanded input
+    (``lax.pad`` with interior padding), then a dense stride-1 convolution."""
+    sh, sw = plan_h.stride, plan_w.stride
+    expanded = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (0, 0, sh - 1), (0, 0, sw - 1), (0, 0, 0)])
+    return _conv(expanded, _flipped(kernel), zero_insertion_padding(plan_h), zero_insertion_padding(plan_w))
+
+
+def dilate_kernel(kernel, dh: int, dw: int):
+    """The undilated equivalent of a dilated kernel: zeros between its taps,
+    so that no convolution needs a window dilation."""
+    return lax.pad(kernel, jnp.zeros((), kernel.dtype), [(0, 0, dh - 1), (0, 0, dw - 1), (0, 0, 0), (0, 0, 0)])
+
+
+LOWERINGS = {"native": native, "split": split, "rows": rows, "unified": unified, "zero_insertion": zero_insertion}

@@ -1,0 +1,57 @@
+"""Where a TensorFlow layer runs, for ``auto``'s measurements (:mod:`keras_tconv.ops.choosing.tuning`)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import tensorflow as tf
+from tensorflow.python.eager import context
+from tensorflow.python.framework import config as tf_config
+from tensorflow.python.ops import control_flow_util
+
+from keras_tconv.ops.choosing.tuning import Where
+from keras_tconv.ops.platform import cpu_kernel_library, cpu_model
+
+
+def in_xla_context() -> bool:
+    """Whether the graph being built is compiled by XLA (``jit_compile=True``)."""
+    graph = tf.compat.v1.get_default_graph()
+    return control_flow_util.GraphOrParentsInXlaContext(graph)
+
+
+def placement(x) -> str:
+    """Where the layer consuming ``x`` runs, as far as tracing can tell:
+    ``x``'s own device, else the ``tf.device`` scope of the call (which a
+    ``tf.function`` traced inside such a scope sees only through the eager
+    context), else "" (TensorFlow's default)."""
+    return x.device or context.context().device_name or ""
+
+
+def device_name(device_hint: str = "") -> str:
+    """The device a layer runs on, as a cache-key part: its GPU's name, or
+    the CPU model and kernel library. ``device_hint`` is the input tensor's
+    device where known (empty while tracing without a device scope, which
+    means TensorFlow's default: the first GPU if there is one)."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus and "CPU" not in device_hint.upper():
+        return f"GPU {tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)}"
+    return f"CPU {cpu_model()} {cpu_kernel_library()}"
+
+
+@contextlib.contextmanager
+def _eagerly_on(device: str):
+    """Out of the graph being traced, on ``device``."""
+    with tf.init_scope(), tf.device("/GPU:0" if device.startswith("GPU") else "/CPU:0"):
+        yield
+
+
+def where(device_hint: str = "") -> Where:
+    """The :class:`Where` of a layer traced now, placed as ``device_hint`` says."""
+    device = device_name(device_hint)
+    return Where(
+        device=device,
+        versions=f"tf{tf.__version__}",
+        can_measure=not in_xla_context(),
+        deterministic=tf_config.is_op_determinism_enabled(),
+        scope=lambda: _eagerly_on(device),
+    )
