@@ -24,13 +24,16 @@ class SegregatedConv2DTranspose(keras.layers.Conv2DTranspose):
     same order and shapes (``kernel`` of shape
     ``(kh, kw, filters, in_channels)``, then ``bias`` of shape
     ``(filters,)``), so weights and checkpoints move freely between the two
-    classes. Only the computation differs: instead of
-    ``Conv2DBackpropInput`` it runs ordinary convolutions on the original
-    input (one per output phase, one per row of phases, or one with all
-    sub-kernels stacked) and interleaves the results; ``"auto"`` keeps
-    TensorFlow's own kernel for the few shapes where that is faster (see
-    :func:`keras_tconv.ops.tensorflow.conv2d_transpose` and
-    :func:`keras_tconv.ops.choosing.rules.choose_implementation`).
+    classes. Only the computation differs: instead of the backend's
+    transposed convolution (TensorFlow's ``Conv2DBackpropInput``, JAX's
+    ``lax.conv_transpose``) it runs ordinary stride-1 convolutions on the
+    original input (one per output phase, one per row of phases, or one with
+    all sub-kernels stacked) and interleaves the results; ``"auto"`` keeps
+    the backend's own kernel for the shapes where that is faster (see
+    :mod:`keras_tconv.ops.tensorflow.conv2d_transpose`,
+    :mod:`keras_tconv.ops.jax.conv2d_transpose` and
+    :mod:`keras_tconv.ops.choosing`). On other Keras backends it runs
+    Keras's own computation.
     It is a subclass of ``keras.layers.Conv2DTranspose``, so code that checks
     ``isinstance`` keeps working.
 
