@@ -7,16 +7,19 @@ Examples::
     python -m train model=paper_mnist layer=zero_insertion trainer.epochs=3
     python -m train data=flowers model=flowers_autoencoder device=gpu
     python -m train -m layer=segregated,keras,zero_insertion
+    python -m train -m backend=jax layer=segregated,keras
     TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
                "task": {"type": "worker", "index": 0}}' python -m train distribute=multi_worker
 
 Run it from the repository root: the package is not installed, and Hydra
-reads ``conf/`` next to it. TensorFlow's start-up messages are hidden unless
-``TF_CPP_MIN_LOG_LEVEL`` is set (see :mod:`train.quiet`); a bad config value,
-a dataset that cannot be provided or a missing device ends the run with one
-line on standard error and exit status 1 (``HYDRA_FULL_ERROR=1`` shows the
-traceback), and a run that fails before writing anything leaves no directory
-behind (see :mod:`train.errors`).
+reads ``conf/`` next to it. Keras's backend is the config's ``backend``
+(tensorflow by default), set once the config is composed and checked, before
+anything imports Keras (see :mod:`train.backend`). TensorFlow's start-up
+messages are hidden unless ``TF_CPP_MIN_LOG_LEVEL`` is set (see
+:mod:`train.quiet`); a bad config value, a dataset that cannot be provided or
+a missing device ends the run with one line on standard error and exit
+status 1 (``HYDRA_FULL_ERROR=1`` shows the traceback), and a run that fails
+before writing anything leaves no directory behind (see :mod:`train.errors`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from train.backend import use_backend  # noqa: E402
 from train.config import register_schema, to_train_config  # noqa: E402
 from train.errors import job_failures_reported  # noqa: E402
 from train.multi_worker.cluster import cluster_of  # noqa: E402
@@ -61,8 +65,10 @@ def main(cfg: DictConfig) -> float | None:
     with job_failures_reported(hydra_dirs):
         config = to_train_config(cfg)
         cluster = cluster_of(config, multirun=HydraConfig.get().mode is RunMode.MULTIRUN)
-        # Imported once the config is valid, so that a bad override fails at once
-        # instead of after TensorFlow's import.
+        use_backend(config.backend)
+        # Imported once the config is valid and the backend set, so that a bad
+        # override fails at once instead of after TensorFlow's import, and Keras
+        # loads on the configured backend.
         with startup_noise_hidden():
             from train.job import run_job
             from train.multi_worker.job import run_worker_job

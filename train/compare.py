@@ -1,15 +1,16 @@
 """``python -m train.compare SWEEP_DIR``: compare the jobs of a multirun.
 
 Reads every ``metrics.json`` under SWEEP_DIR (e.g. from
-``python -m train -m layer=segregated,keras,zero_insertion``) and writes
-``comparison.md`` (a table per job: the lowering each transposed convolution
-ran, time per step with its interquartile range, speed-up over zero
-insertion, ties, final losses) and ``comparison.png`` (step times with their
-spread, and loss curves) into SWEEP_DIR. Needs matplotlib only, not
-TensorFlow.
+``python -m train -m layer=segregated,keras,zero_insertion`` or
+``python -m train -m backend=jax layer=segregated,keras``), prints the table
+and writes ``comparison.md`` (a table per job: Keras's backend, the lowering
+each transposed convolution ran, time per step with its interquartile range,
+speed-up over Keras's layer and over zero insertion, ties, final losses) and
+``comparison.png`` (step times with their spread, and loss curves) into
+SWEEP_DIR. Needs matplotlib only, not TensorFlow.
 
-Jobs are compared only with jobs of the same setting (model, data, image and
-batch size, device, replicas, precision). Two such jobs **tie** when the
+Jobs are compared only with jobs of the same setting (backend, model, data,
+image and batch size, device, replicas, precision). Two such jobs **tie** when the
 interquartile ranges of their step times (25th to 75th percentile over the
 steps, first step left out) overlap: the difference of their medians is then
 within the noise of the runs (the noise within each job: drift of the
@@ -38,7 +39,11 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from train.run_dir import METRICS_FILE  # noqa: E402
 
 # The metrics that must agree for two jobs' step times to be comparable.
-SETTING_KEYS = ("model", "data", "image_size", "batch_size", "device", "replicas", "precision")
+SETTING_KEYS = ("backend", "model", "data", "image_size", "batch_size", "device", "replicas", "precision")
+# What metrics written before a key was recorded mean: all jobs ran on TensorFlow then.
+SETTING_DEFAULTS = {"backend": "tensorflow"}
+# The layers whose job of the same setting each job's speed-up is measured against.
+BASELINE_LAYERS = {"keras": "keras", "zero_insertion": "zero insertion"}
 # Loss curves closer than this (relative, at every epoch) are drawn on top of each other.
 COINCIDE_RTOL = 1e-3
 
@@ -58,9 +63,17 @@ class Job:
             return f"{layer} ({implementation})"
         return layer
 
+    def _setting_value(self, key: str):
+        return self.metrics.get(key, SETTING_DEFAULTS.get(key))
+
+    @property
+    def backend(self) -> str:
+        """Keras's backend of the job."""
+        return self._setting_value("backend")
+
     @property
     def setting(self) -> tuple:
-        return tuple(self.metrics.get(key) for key in SETTING_KEYS)
+        return tuple(self._setting_value(key) for key in SETTING_KEYS)
 
     @property
     def step_iqr(self) -> tuple[float, float] | None:
@@ -133,17 +146,22 @@ def same_lowerings(jobs: list[Job]) -> list[list[Job]]:
     return [group for group in groups.values() if len(group) > 1]
 
 
-def _zero_insertion_step_ms(jobs: list[Job]) -> dict[tuple, float]:
-    """Median step time of the zero-insertion job of each setting."""
+def _baseline_step_ms(jobs: list[Job], layer: str) -> dict[tuple, float]:
+    """Median step time of the ``layer`` job of each setting."""
     return {
         job.setting: job.metrics["median_step_ms"]
         for job in jobs
-        if job.metrics["layer"] == "zero_insertion" and job.metrics["median_step_ms"]
+        if job.metrics["layer"] == layer and job.metrics["median_step_ms"]
     }
 
 
 def _format(value, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _speedup(reference_ms: float | None, step_ms: float | None) -> str:
+    """``reference_ms / step_ms`` as ``1.23x``; n/a without both."""
+    return f"{reference_ms / step_ms:.2f}x" if reference_ms and step_ms else "n/a"
 
 
 def _names(jobs: list[Job]) -> str:
@@ -152,23 +170,23 @@ def _names(jobs: list[Job]) -> str:
 
 def comparison_table(jobs: list[Job]) -> str:
     """A Markdown table with one row per job."""
-    baseline = _zero_insertion_step_ms(jobs)
+    baselines = [_baseline_step_ms(jobs, layer) for layer in BASELINE_LAYERS]
+    speedup_columns = "".join(f" speed-up vs {name} |" for name in BASELINE_LAYERS.values())
     lines = [
-        "| job | model | layer | lowering per layer | device | median epoch (s) | median step (ms) "
-        "| step IQR (ms) | images/s | speed-up vs zero insertion | ties with | final loss | final val_loss |",
-        "|---|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|",
+        "| job | model | layer | lowering per layer | device | backend | median epoch (s) | median step (ms) "
+        f"| step IQR (ms) | images/s |{speedup_columns} ties with | final loss | final val_loss |",
+        f"|---|---|---|---|---|---|---:|---:|---:|---:|{'---:|' * len(BASELINE_LAYERS)}---|---:|---:|",
     ]
     for job in jobs:
         m = job.metrics
         epoch_seconds = statistics.median(m["epoch_seconds"]) if m["epoch_seconds"] else None
-        reference = baseline.get(job.setting)
-        speedup = reference / m["median_step_ms"] if reference and m["median_step_ms"] else None
+        speedups = "".join(f" {_speedup(baseline.get(job.setting), m['median_step_ms'])} |" for baseline in baselines)
         iqr = "n/a" if job.step_iqr is None else f"{job.step_iqr[0]:.2f}–{job.step_iqr[1]:.2f}"
         lines.append(
-            f"| {job.name} | {m['model']} | {job.label} | {job.lowerings} | {m['device']} "
+            f"| {job.name} | {m['model']} | {job.label} | {job.lowerings} | {m['device']} | {job.backend} "
             f"| {_format(epoch_seconds, 2)} | {_format(m['median_step_ms'], 2)} | {iqr} "
-            f"| {_format(m['images_per_second'], 0)} | {_format(speedup, 2)}{'x' if speedup else ''} "
-            f"| {_names(ties(job, jobs)) or '–'} | {_format(m['loss'][-1], 5)} | {_format(m['val_loss'][-1], 5)} |"
+            f"| {_format(m['images_per_second'], 0)} |{speedups} "
+            f"{_names(ties(job, jobs)) or '–'} | {_format(m['loss'][-1], 5)} | {_format(m['val_loss'][-1], 5)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -176,12 +194,14 @@ def comparison_table(jobs: list[Job]) -> str:
 def notes(jobs: list[Job]) -> str:
     """What the table's columns mean, and which loss curves coincide."""
     lines = [
-        "Lowering per layer: what each transposed convolution ran; `native` is TensorFlow's "
-        "Conv2DBackpropInput, the kernel of keras.layers.Conv2DTranspose.",
+        "Lowering per layer: what each transposed convolution ran; `native` is the backend's own transposed "
+        "convolution, which keras.layers.Conv2DTranspose runs (TensorFlow's Conv2DBackpropInput, JAX's "
+        "lax.conv_transpose).",
         "Step IQR: the middle half of the step times (25th to 75th percentile, first step left out).",
-        "Speed-up: median step time of the zero-insertion job of the same setting divided by this job's.",
-        "Ties with: jobs of the same setting (model, data, image and batch size, device, replicas, precision) "
-        "whose step IQR overlaps this job's: their difference in median step time is within the noise.",
+        "Speed-up vs keras (vs zero insertion): median step time of the keras (zero-insertion) job of the same "
+        "setting divided by this job's.",
+        "Ties with: jobs of the same setting (backend, model, data, image and batch size, device, replicas, "
+        "precision) whose step IQR overlaps this job's: their difference in median step time is within the noise.",
     ]
     for group in same_lowerings(jobs):
         lowerings = group[0].lowerings
@@ -203,7 +223,7 @@ def plot_comparison(jobs: list[Job], path: Path) -> None:
     named on the plot."""
     figure, (steps_axis, loss_axis) = plt.subplots(1, 2, figsize=(11, 4))
     colors = [f"C{index % 10}" for index in range(len(jobs))]
-    labels = [f"{job.label}\n[{job.name}]" for job in jobs]
+    labels = [f"{job.label}\n[{job.name}, {job.backend}]" for job in jobs]
     medians = [job.metrics["median_step_ms"] or 0.0 for job in jobs]
     spread = np.array(
         [[median - job.step_iqr[0], job.step_iqr[1] - median] if job.step_iqr else [0.0, 0.0]
@@ -248,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory holding the jobs' metrics.json files")
     arguments = parser.parse_args(argv)
     jobs = write_comparison(arguments.sweep_dir)
+    print(comparison_table(jobs))
     print(f"Compared {len(jobs)} job(s): {arguments.sweep_dir / 'comparison.md'}")
 
 

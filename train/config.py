@@ -1,7 +1,8 @@
 """Typed configuration schema of the training application.
 
 One dataclass per config group in ``conf/`` (data, model, layer, trainer,
-device, distribute), nested in :class:`TrainConfig` and registered in Hydra's
+device, distribute), nested in :class:`TrainConfig` beside the top-level
+keys (``backend``, ``reconstructions``) and registered in Hydra's
 ConfigStore as the schema that ``conf/config.yaml`` extends. Hydra checks every
 override against it while composing, so an unknown enum value fails with a
 message naming the key and the allowed values. Ranges and cross-field rules,
@@ -21,6 +22,10 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from train.errors import UserError
 
 SCHEMA_NAME = "train_schema"
+
+# Keras's backends that the app trains on (``backend=``), named as Keras names
+# them (KERAS_BACKEND, keras.backend.backend()).
+BACKENDS = ("tensorflow", "jax")
 
 
 class ConfigValueError(UserError, ValueError):
@@ -187,7 +192,11 @@ class TrainerConfig:
     """How the model is optimised.
 
     ``steps_per_epoch`` null means one full pass over the training data per
-    epoch. ``deterministic`` turns on TensorFlow's op determinism.
+    epoch. ``deterministic`` turns on TensorFlow's op determinism (on
+    ``backend=jax`` that covers the tf.data input pipeline only).
+    ``jit_compile`` null is each backend's usual way to run a step: a
+    tf.function graph without XLA on TensorFlow, ``jax.jit`` on JAX (where
+    false runs every op eagerly, for debugging).
     """
 
     epochs: int = 10
@@ -198,7 +207,7 @@ class TrainerConfig:
     seed: int = 0
     deterministic: bool = False
     precision: Precision = Precision.float32
-    jit_compile: bool = False
+    jit_compile: bool | None = None
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "trainer.epochs", self.epochs, "integers >= 1")
@@ -213,8 +222,8 @@ class TrainerConfig:
 
 @dataclass
 class DeviceConfig:
-    """``auto`` uses a GPU when TensorFlow sees one, ``cpu`` hides the GPUs,
-    ``gpu`` requires one."""
+    """``auto`` uses a GPU when the backend (TensorFlow or JAX) sees one,
+    ``cpu`` keeps to the CPU, ``gpu`` requires a GPU."""
 
     kind: DeviceKind = DeviceKind.auto
 
@@ -231,6 +240,9 @@ class DistributeConfig:
     workers: for all of them to join at start-up, and for each collective
     operation during training. A worker that waits longer fails, naming the
     peers it could not reach.
+
+    Both strategies are TensorFlow's and distribute Keras on TensorFlow only:
+    ``backend=jax`` allows ``none``.
     """
 
     strategy: StrategyName = StrategyName.none
@@ -243,8 +255,16 @@ class DistributeConfig:
 @dataclass
 class TrainConfig:
     """The whole configuration of one training job; each group is filled
-    from ``conf/<group>/<choice>.yaml`` by the defaults list."""
+    from ``conf/<group>/<choice>.yaml`` by the defaults list.
 
+    ``backend`` is Keras's backend, one of :data:`BACKENDS` (a plain string,
+    checked here, so that a bad value fails in one line like the other
+    range checks); TensorFlow feeds the data (tf.data) and writes the
+    SavedModel on either. ``python -m train`` sets ``KERAS_BACKEND`` from it
+    (see :mod:`train.backend`).
+    """
+
+    backend: str = "tensorflow"
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
     layer: LayerConfig = MISSING
@@ -254,6 +274,13 @@ class TrainConfig:
     reconstructions: int = 8
 
     def __post_init__(self) -> None:
+        _require(self.backend in BACKENDS, "backend", self.backend, ", ".join(BACKENDS))
+        _require(
+            self.backend == "tensorflow" or self.distribute.strategy is StrategyName.none,
+            "distribute",
+            self.distribute.strategy.value,
+            f"none when backend={self.backend} (tf.distribute strategies distribute Keras on TensorFlow only)",
+        )
         _require(self.reconstructions >= 1, "reconstructions", self.reconstructions, "integers >= 1")
         _require(
             self.data.image_size % self.model.downsampling == 0,

@@ -29,12 +29,26 @@ def _set_visible_gpus(gpus: list) -> None:
         ) from error
 
 
-def select_device(kind: DeviceKind) -> str:
-    """Applies ``device=kind`` and describes the device used, for the metrics.
+def select_device(kind: DeviceKind, backend: str) -> str:
+    """Applies ``device=kind`` on Keras's ``backend`` and describes the device
+    used, for the metrics.
 
-    ``auto`` uses the GPUs when TensorFlow sees any, ``cpu`` hides them, and
-    ``gpu`` fails when there is none.
+    On JAX, TensorFlow only feeds the data and writes the export: its GPUs
+    are hidden, so that it neither takes their memory from JAX nor runs the
+    input pipeline there, and JAX's devices are chosen
+    (:func:`train.jax_devices.select_jax_device`).
     """
+    if backend == "jax":
+        from train.jax_devices import select_jax_device  # imports JAX, which a TensorFlow-only install lacks
+
+        _set_visible_gpus([])
+        return select_jax_device(kind)
+    return _select_tensorflow_device(kind)
+
+
+def _select_tensorflow_device(kind: DeviceKind) -> str:
+    """``auto`` uses the GPUs when TensorFlow sees any, ``cpu`` hides them, and
+    ``gpu`` fails when there is none."""
     gpus = tf.config.list_physical_devices("GPU")
     if kind is DeviceKind.gpu and not gpus:
         raise DeviceUnavailableError(

@@ -4,9 +4,25 @@ on how to load each."""
 from __future__ import annotations
 
 import keras
+from absl import logging as absl_logging
 
 import keras_tconv
+from train.quiet import absl_verbosity
 from train.run_dir import RunDir
+
+# The platforms a SavedModel exported from JAX runs on: those that TensorFlow
+# serves on (jax2tf lowers the model once for each), wherever JAX trained it.
+JAX_EXPORT_PLATFORMS = ("cpu", "cuda")
+
+
+def _export_options() -> dict:
+    """``model.export``'s backend-specific arguments: on JAX, the platforms
+    for jax2tf, whose default is JAX's current platform only (a model
+    trained on a GPU would not serve on a CPU)."""
+    if keras.backend.backend() == "jax":
+        return {"jax2tf_kwargs": {"native_serialization_platforms": JAX_EXPORT_PLATFORMS}}
+    return {}
+
 
 def loading_note(model: keras.Model) -> str:
     """The text of the run directory's README.txt: how to load ``model.keras``
@@ -26,6 +42,19 @@ def loading_note(model: keras.Model) -> str:
         "with TensorFlow alone, e.g. in TensorFlow Serving or with\n\n"
         "    import tensorflow as tf\n"
         '    serve = tf.saved_model.load("export").signatures["serving_default"]\n'
+        f"{_jax_export_note()}"
+    )
+
+
+def _jax_export_note() -> str:
+    """What differs in a SavedModel exported from JAX; empty on TensorFlow."""
+    if keras.backend.backend() != "jax":
+        return ""
+    return (
+        f"\nTrained on JAX, the model was converted with jax2tf, for {' and '.join(JAX_EXPORT_PLATFORMS)} devices\n"
+        "(TensorFlow's XlaCallModule op). The warning TensorFlow prints when loading it,\n"
+        '"Importing a function ... with ops with unsaved custom gradients", concerns\n'
+        "gradients only, which serving does not take.\n"
     )
 
 
@@ -36,8 +65,12 @@ def save_model(model: keras.Model, run_dir: RunDir) -> None:
     whose batch dimension is dynamic; plain ``tf.saved_model.load`` serves it
     without this project's code. ``model.keras`` needs ``import keras_tconv``
     before loading when it holds the segregated layer, which Keras's error
-    would not say; README.txt does.
+    would not say; README.txt does. On JAX, ``model.export`` converts the
+    model with jax2tf (:data:`JAX_EXPORT_PLATFORMS`), which logs an absl
+    notice for every variable it renames in the SavedModel ("input name(s)
+    ... with unsupported characters"): hidden, as nothing is to be done.
     """
     model.save(run_dir.model)
-    model.export(str(run_dir.export), format="tf_saved_model", verbose=False)
+    with absl_verbosity(absl_logging.WARNING):
+        model.export(str(run_dir.export), format="tf_saved_model", verbose=False, **_export_options())
     run_dir.readme.write_text(loading_note(model))

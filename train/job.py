@@ -43,7 +43,7 @@ def run_job(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
     The device is checked before any data is loaded, so a missing GPU fails
     fast. Returns the metrics written to ``metrics.json``.
     """
-    device = select_device(config.device.kind)
+    device = select_device(config.device.kind, config.backend)
     completed = run_dir.completed_metrics(config.trainer.epochs)
     if completed is not None:
         log.info("%s already holds a finished run of %d epochs; nothing to do", run_dir.root, config.trainer.epochs)
@@ -133,7 +133,8 @@ def job_metrics(
     is the steady-state throughput of the whole job implied by the median step
     time of full (global) batches; ``step_ms_q1`` and ``step_ms_q3`` bound the
     middle half of the step times. ``lowerings`` names the lowering each
-    transposed convolution ran (see :func:`transpose_conv_lowerings`).
+    transposed convolution ran (see :func:`transpose_conv_lowerings`);
+    ``backend`` and ``jit_compile`` say how Keras ran the steps.
     """
     data, trainer, layer = config.data, config.trainer, config.layer
     step_ms = result.step_ms
@@ -148,6 +149,8 @@ def job_metrics(
         "skipped_files": splits.skipped_files,
         "image_size": data.image_size,
         "batch_size": data.batch_size,
+        "backend": keras.backend.backend(),
+        "jit_compile": model.jit_compile,
         "device": device,
         "workers": workers,
         "replicas": replicas,

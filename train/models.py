@@ -51,7 +51,8 @@ def build_autoencoder(model: ModelConfig, layer: LayerConfig, image_size: int, c
     return keras.Model(inputs, outputs, name=model.name)
 
 
-# What keras.layers.Conv2DTranspose runs: TensorFlow's Conv2DBackpropInput, called "native" in keras_tconv.
+# What keras.layers.Conv2DTranspose runs, called "native" in keras_tconv: the backend's own transposed
+# convolution (TensorFlow's Conv2DBackpropInput, JAX's lax.conv_transpose).
 KERAS_LOWERING = "native"
 
 

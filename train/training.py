@@ -16,13 +16,22 @@ from train.timing import StepQuartiles, StepTimer
 log = logging.getLogger(__name__)
 
 
+def jit_compile(trainer: TrainerConfig) -> bool:
+    """``trainer.jit_compile``; when null, XLA on JAX (``jax.jit``, without
+    which each op runs eagerly) and not on TensorFlow (a tf.function graph:
+    Keras's own ``"auto"`` would turn XLA on where TensorFlow sees a GPU)."""
+    if trainer.jit_compile is None:
+        return keras.backend.backend() == "jax"
+    return trainer.jit_compile
+
+
 def compile_model(model: keras.Model, trainer: TrainerConfig) -> None:
     """Compiles with the configured optimizer, learning rate, loss and XLA
     setting (Keras adds loss scaling itself under mixed_float16)."""
     optimizer = keras.optimizers.get(
         {"class_name": trainer.optimizer.value, "config": {"learning_rate": trainer.learning_rate}}
     )
-    model.compile(optimizer=optimizer, loss=trainer.loss.value, jit_compile=trainer.jit_compile)
+    model.compile(optimizer=optimizer, loss=trainer.loss.value, jit_compile=jit_compile(trainer))
 
 
 @dataclass(frozen=True)

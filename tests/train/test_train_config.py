@@ -5,14 +5,12 @@ standard error and leave no run directory behind."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
-from train_helpers import REPO_ROOT, subprocess_env
+from train_helpers import REPO_ROOT, run_app
 
 from train.config import ConfigValueError, DatasetName, Implementation, LayerName, register_schema, to_train_config
 
@@ -30,8 +28,9 @@ def compose_config(*overrides: str):
     return to_train_config(compose(config_name="config", overrides=list(overrides)))
 
 
-def test_defaults_train_the_mnist_autoencoder_with_the_segregated_layer() -> None:
+def test_defaults_train_the_mnist_autoencoder_with_the_segregated_layer_on_tensorflow() -> None:
     config = compose_config()
+    assert config.backend == "tensorflow"
     assert config.data.name is DatasetName.mnist
     assert config.model.name == "mnist_autoencoder"
     assert (config.layer.name, config.layer.implementation) == (LayerName.segregated, Implementation.auto)
@@ -67,6 +66,8 @@ def test_every_config_option_is_valid(group: str, option: str) -> None:
             ConfigValueError,
             "data.image_size=28 is invalid: allowed values are multiples of 16",
         ),
+        (["backend=torch"], ConfigValueError, "backend=torch is invalid: allowed values are tensorflow, jax"),
+        (["backend=jax", "distribute=mirrored"], ConfigValueError, "allowed values are none when backend=jax"),
     ],
 )
 def test_bad_values_fail_naming_key_and_allowed_values(overrides, error, message) -> None:
@@ -75,20 +76,6 @@ def test_bad_values_fail_naming_key_and_allowed_values(overrides, error, message
     assert message in str(raised.value)
     if error is ConfigCompositionException:
         assert "expected one of [float32, mixed_float16, mixed_bfloat16]" in str(raised.value.__cause__)
-
-
-def run_app(*overrides: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    """``python -m train`` in ``cwd``, where Hydra's default run directory
-    (``outputs/<date>/<time>``) goes, with TensorFlow's log level left to the app."""
-    base = {key: value for key, value in subprocess_env().items() if key != "TF_CPP_MIN_LOG_LEVEL"}
-    return subprocess.run(
-        [sys.executable, "-m", "train", *overrides],
-        cwd=cwd,
-        env={**base, **env},  # subprocess_env hides any GPU
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.mark.parametrize(
@@ -104,10 +91,20 @@ def run_app(*overrides: str, cwd: Path, **env: str) -> subprocess.CompletedProce
             ["device=gpu"],
             "Error: device=gpu but TensorFlow sees no GPU; allowed values: auto (a GPU when present), cpu, gpu",
         ),
+        (["backend=foo"], "Error: backend=foo is invalid: allowed values are tensorflow, jax"),
+        (
+            ["backend=jax", "distribute=multi_worker"],
+            "Error: distribute=multi_worker is invalid: allowed values are none when backend=jax "
+            "(tf.distribute strategies distribute Keras on TensorFlow only)",
+        ),
+        (
+            ["backend=jax", "device=gpu"],
+            "Error: device=gpu but JAX sees no GPU; allowed values: auto (a GPU when present), cpu, gpu",
+        ),
     ],
 )
 def test_command_line_error_is_one_line_before_loading_data(overrides, line: str, tmp_path: Path) -> None:
-    """Also after TensorFlow's import (device=gpu): its start-up lines are hidden by default."""
+    """Also after TensorFlow's and JAX's import (device=gpu): their start-up lines are hidden by default."""
     completed = run_app(*overrides, cwd=tmp_path)
     assert completed.returncode == 1
     assert completed.stderr.splitlines() == [line]

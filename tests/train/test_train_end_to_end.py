@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
-from train_helpers import FAST_TRAINER, check_exports_serve, check_run_dir, run_training
+from train_helpers import FAST_TRAINER, check_exports_serve, check_run_dir, run_training, write_image_folder
 
 pytestmark = pytest.mark.slow
 
@@ -47,22 +45,6 @@ def flowers_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         tfds="mock",
     )
     return run_dir
-
-
-def write_image_folder(root: Path) -> None:
-    """Two classes of six dark gradient PNGs of assorted sizes (easy to
-    reconstruct), one corrupt PNG, and a file that is not an image."""
-    rng = np.random.default_rng(0)
-    for class_index, class_name in enumerate(("dark", "light")):
-        class_dir = root / class_name
-        class_dir.mkdir(parents=True)
-        for image_index in range(6):
-            height, width = rng.integers(20, 48, size=2)
-            ramp = np.linspace(0.0, 1.0, width)[None, :, None] * np.ones((height, 1, 3))
-            pixels = 20 * class_index + 40 * ramp
-            Image.fromarray(pixels.astype(np.uint8)).save(class_dir / f"{image_index}.png")
-    (root / "dark" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not image data")
-    (root / "light" / "notes.txt").write_text("not an image, not counted")
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,8 @@ def test_each_job_writes_its_metrics_and_none_leaks_state(sweep_dir: Path) -> No
     for job in jobs[1:]:
         np.testing.assert_allclose(job["loss"], jobs[0]["loss"], rtol=1e-4)
     assert all(job["precision"] == "float32" and job["resumed_from_epoch"] is None for job in jobs)
+    # The default backend, stepping as before: tf.function graphs without XLA.
+    assert all(job["backend"] == "tensorflow" and job["jit_compile"] is False for job in jobs)
     # Keras's layer runs TensorFlow's kernel; the segregated layer reports its own lowering (when it does).
     assert jobs[1]["lowerings"] == {"decoder_transpose_conv_0": "native"}
     assert all(list(job["lowerings"]) == ["decoder_transpose_conv_0"] for job in jobs)
@@ -59,6 +61,7 @@ def test_compare_writes_table_and_plot(sweep_dir: Path) -> None:
     assert completed.returncode == 0, completed.stderr
     table = (sweep_dir / "comparison.md").read_text()
     assert "| 0 | paper_mnist | segregated (auto) |" in table
+    assert table.count("| tensorflow |") == len(LAYERS)
     assert "| 1 | paper_mnist | keras |" in table
     assert "| 2 | paper_mnist | zero_insertion |" in table
     assert "1.00x" in table  # zero insertion against itself

@@ -1,7 +1,8 @@
 """Fast in-process checks of the pieces the end-to-end runs cannot pin down:
 history merging across resumes, the seeded hold-out split, per-job reset of
-global state, the offline data fallbacks and their messages, the screening
-of corrupt images, and what a failed job leaves behind."""
+global state, a backend that cannot load, the offline data fallbacks and
+their messages, the screening of corrupt images, and what a failed job
+leaves behind."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
+from train.backend import BackendUnavailableError, use_backend
 from train.config import ConfigValueError, DataConfig, DatasetName, Precision, TrainerConfig
 from train.data.holdout import shuffled_holdout
 from train.errors import job_failures_reported
@@ -53,6 +55,21 @@ def test_reset_global_state_restores_policy_and_determinism() -> None:
     first_draw = tf.random.uniform(()).numpy()
     reset_global_state(TrainerConfig())
     assert tf.random.uniform(()).numpy() == first_draw
+
+
+def test_a_backend_other_than_the_loaded_one_or_not_installed_fails_naming_it() -> None:
+    """As the second job of ``-m backend=tensorflow,jax`` finds it: Keras (imported by this test process)
+    already runs on TensorFlow."""
+    use_backend("tensorflow")
+    with pytest.raises(BackendUnavailableError) as raised:
+        use_backend("jax")
+    assert str(raised.value) == (
+        "backend=jax is unavailable: Keras already runs on tensorflow in this process and cannot switch "
+        "(a multirun runs its jobs in one process): run each backend as its own command"
+    )
+    with mock.patch("importlib.util.find_spec", return_value=None), pytest.raises(BackendUnavailableError) as raised:
+        use_backend("jax")
+    assert str(raised.value) == "backend=jax needs the jax package, which is not installed: pip install jax"
 
 
 @pytest.fixture

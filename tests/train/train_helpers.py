@@ -1,7 +1,7 @@
 """Shared by the training-application tests: running ``python -m train`` in a
-subprocess (through ``train_runner.py``), checking the run-directory
-contract, and serving an export from a process that never imports the
-project."""
+subprocess (through ``train_runner.py``, or as a user would), an image
+folder to train on, checking the run-directory contract, and serving an
+export from a process that never imports the project."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("train_runner.py")
@@ -25,6 +26,8 @@ RUN_DIR_CONTRACT = (
     "metrics.json", "reconstructions.png", "model.keras", "export", "tensorboard", "backup", "README.txt"
 )
 METRICS_KEYS = {
+    "backend",
+    "jit_compile",
     "layer",
     "implementation",
     "model",
@@ -68,12 +71,18 @@ SERVE_SCRIPT = textwrap.dedent(
 
 
 def train_command(
-    *overrides: str, tfds: str | None = None, logical_cpus: int = 1, mock_examples: int = 48
+    *overrides: str,
+    tfds: str | None = None,
+    logical_cpus: int = 1,
+    mock_examples: int = 48,
+    keras_backend: str | None = None,
 ) -> list[str]:
     """The command line of one training run through ``train_runner.py``."""
     options = [f"--logical-cpus={logical_cpus}", f"--mock-examples={mock_examples}"]
     if tfds:
         options.append(f"--tfds={tfds}")
+    if keras_backend:
+        options.append(f"--keras-backend={keras_backend}")
     return [sys.executable, str(RUNNER), *options, "--", *overrides]
 
 
@@ -97,6 +106,37 @@ def run_training(*overrides: str, cwd: Path, **options) -> subprocess.CompletedP
     )
     assert completed.returncode == 0, f"training failed:\n{completed.stdout[-5000:]}\n{completed.stderr[-5000:]}"
     return completed
+
+
+def run_app(*overrides: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """``python -m train`` in ``cwd``, where Hydra's default run directory
+    (``outputs/<date>/<time>``) goes, with TensorFlow's log level left to the
+    app and ``env`` added to the environment; the test checks the outcome."""
+    base = {key: value for key, value in subprocess_env().items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run(
+        [sys.executable, "-m", "train", *overrides],
+        cwd=cwd,
+        env={**base, **env},  # subprocess_env hides any GPU
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
+
+
+def write_image_folder(root: Path) -> None:
+    """Two classes of six dark gradient PNGs of assorted sizes (easy to
+    reconstruct), one corrupt PNG, and a file that is not an image."""
+    rng = np.random.default_rng(0)
+    for class_index, class_name in enumerate(("dark", "light")):
+        class_dir = root / class_name
+        class_dir.mkdir(parents=True)
+        for image_index in range(6):
+            height, width = rng.integers(20, 48, size=2)
+            ramp = np.linspace(0.0, 1.0, width)[None, :, None] * np.ones((height, 1, 3))
+            pixels = 20 * class_index + 40 * ramp
+            Image.fromarray(pixels.astype(np.uint8)).save(class_dir / f"{image_index}.png")
+    (root / "dark" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not image data")
+    (root / "light" / "notes.txt").write_text("not an image, not counted")
 
 
 def read_metrics(run_dir: Path) -> dict:

@@ -2,19 +2,22 @@
 that must be in place before TensorFlow or tfds do any work.
 
     python tests/train/train_runner.py [--tfds mock|offline] [--mock-examples N]
-        [--logical-cpus N] -- HYDRA_OVERRIDES...
+        [--logical-cpus N] [--keras-backend NAME] -- HYDRA_OVERRIDES...
 
 ``--tfds mock`` serves fake examples through ``tfds.testing.mock_data`` (no
 download; images in [0, 64), an easy problem to reconstruct). ``--tfds
 offline`` makes the tfds download host unreachable, as on a machine without
 internet. ``--logical-cpus N`` splits the CPU into N logical devices for
-``distribute=mirrored``.
+``distribute=mirrored``. These import TensorFlow, and with it Keras, before
+the app can set Keras's backend: ``--keras-backend NAME`` sets
+``KERAS_BACKEND`` first, for a run with ``backend=NAME``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import runpy
 import sys
 from unittest import mock
@@ -27,8 +30,11 @@ def main() -> None:
     parser.add_argument("--tfds", choices=("mock", "offline"))
     parser.add_argument("--mock-examples", type=int, default=48)
     parser.add_argument("--logical-cpus", type=int, default=1)
+    parser.add_argument("--keras-backend")
     parser.add_argument("overrides", nargs="*")
     arguments = parser.parse_args()
+    if arguments.keras_backend:
+        os.environ["KERAS_BACKEND"] = arguments.keras_backend
 
     if arguments.logical_cpus > 1:
         import tensorflow as tf

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
-from collections.abc import Iterator
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging as absl_logging
 
 from train.errors import UserError
+from train.quiet import absl_verbosity
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +33,15 @@ def download_host_reachable(host: str = DOWNLOAD_HOST, timeout_s: float = 5.0) -
         return False
 
 
-@contextlib.contextmanager
-def _absl_warnings_hidden() -> Iterator[None]:
-    """tfds warns through absl about every incomplete version folder it finds
+def _prepare(builder: tfds.core.DatasetBuilder) -> None:
+    """Downloads and prepares ``builder``'s dataset unless a prepared copy exists.
+
+    tfds warns through absl about every incomplete version folder it finds
     while it looks for a prepared copy ("Variant folder ... has no
     dataset_info.json", left behind by an interrupted download); the app
-    says itself when there is none."""
-    verbosity = absl_logging.get_verbosity()
-    absl_logging.set_verbosity(absl_logging.ERROR)
-    try:
-        yield
-    finally:
-        absl_logging.set_verbosity(verbosity)
-
-
-def _prepare(builder: tfds.core.DatasetBuilder) -> None:
-    """Downloads and prepares ``builder``'s dataset unless a prepared copy exists."""
-    with _absl_warnings_hidden():
+    says itself when there is none.
+    """
+    with absl_verbosity(absl_logging.ERROR):
         prepared = builder.is_prepared()
     if prepared:
         return

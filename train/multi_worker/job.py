@@ -43,7 +43,7 @@ def run_worker_job(config: TrainConfig, run_dir: RunDir, cluster: ClusterTask) -
     ``run_dir``, and wait for the chief's outputs before they leave the
     cluster.
     """
-    device = select_device(config.device.kind)
+    device = select_device(config.device.kind, config.backend)
     reset_global_state(config.trainer)
     strategy = join_cluster(cluster, config.distribute.peer_timeout_s)
     log.info(
