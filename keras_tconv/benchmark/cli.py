@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import os
 import platform
 import shlex
@@ -19,6 +20,14 @@ from keras_tconv.benchmark import BENCH_EXTRA, report, runner, tflite
 from keras_tconv.benchmark.impls import IMPLEMENTATIONS, MODES
 from keras_tconv.benchmark.suites import SUITES, get_suite
 from keras_tconv.ops.platform import cpu_isa_flags, cpu_kernel_library, cpu_model
+
+BACKENDS = ("tensorflow", "jax")
+JAX_MISSING = '--backend jax needs JAX, which the base install lacks: pip install "keras-tconv[jax]"'
+
+
+def _loaded_backend() -> str:
+    """The backend Keras loaded in this process (``KERAS_BACKEND``), if the benchmark runs on it."""
+    return keras.backend.backend() if keras.backend.backend() in BACKENDS else "tensorflow"
 
 
 def _implementations(text: str) -> tuple[str, ...]:
@@ -36,14 +45,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Time Conv2DTranspose implementations against keras.layers.Conv2DTranspose, "
         "interleaved in one process, and write results.csv, results.md and speedup.png.",
     )
+    parser.add_argument("--backend", choices=BACKENDS, default=_loaded_backend(),
+                        help="Keras's backend (default: the one KERAS_BACKEND selects, else tensorflow; the run "
+                             "restarts itself with KERAS_BACKEND set). jax also times keras_tf: Keras's layer's "
+                             "computation on TensorFlow, in the same process, as a cross-backend reference")
     parser.add_argument("--suite", choices=sorted(SUITES), default="models",
                         help="layer shapes: paper, models (default), serving (models at batch 1), quick (tiny)")
     parser.add_argument("--mode", choices=(*MODES, "both"), default="both",
                         help="forward, train (forward + gradients of input, kernel and bias), or both (default)")
     parser.add_argument("--impls", type=_implementations, default=IMPLEMENTATIONS, metavar="LIST",
-                        help=f"comma-separated subset of {','.join(IMPLEMENTATIONS)} (default all; keras always runs)")
+                        help=f"comma-separated subset of {','.join(IMPLEMENTATIONS)} (default all; keras always "
+                             "runs, and with --backend jax keras_tf)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
-                        help="cpu (default) or gpu: the first GPU TensorFlow sees (an error if there is none)")
+                        help="cpu (default) or gpu: the first GPU TensorFlow (and with --backend jax, JAX) sees "
+                             "(an error if there is none)")
     parser.add_argument("--out", type=Path, default=Path("bench_results"),
                         help="output directory (default bench_results)")
     parser.add_argument("--shapes", default="", metavar="NAMES", help="comma-separated shape names of the suite to run")
@@ -52,9 +67,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--min-sample-ms", type=float, default=20.0,
                         help="each sample repeats the call until it lasts this long (default 20)")
     parser.add_argument("--memory", action="store_true",
-                        help="also measure peak memory per implementation (CPU: one subprocess per implementation)")
+                        help="also measure peak memory per implementation (CPU: one subprocess per implementation; "
+                             "TensorFlow only)")
     parser.add_argument("--tflite", action="store_true",
-                        help="also convert batch-1 one-layer models to TFLite and time them in LiteRT (XNNPACK)")
+                        help="also convert batch-1 one-layer models to TFLite and time them in LiteRT (XNNPACK; "
+                             "TensorFlow only)")
     parser.add_argument("--tflite-int8", action="store_true",
                         help="also time full-integer (int8) quantized batch-1 models in LiteRT")
     parser.add_argument("--tflite-threads", type=int, default=2, help="LiteRT interpreter threads (default 2)")
@@ -66,10 +83,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list", action="store_true", help="list the suite's shapes and exit")
     args = parser.parse_args(argv)
+    if args.backend == "jax":
+        _check_jax(parser, args)
     if (args.tflite or args.tflite_int8) and not tflite.litert_available():
         parser.error(tflite.LITERT_MISSING)
     if args.device == "gpu" and not tf.config.list_physical_devices("GPU"):
-        parser.error("--device gpu: TensorFlow sees no GPU on this machine")
+        parser.error("--device gpu: TensorFlow sees no GPU on this machine"
+                     + (" (the keras_tf reference runs on it)" if args.backend == "jax" else ""))
     try:
         args.shape_list = get_suite(args.suite, [name.strip() for name in args.shapes.split(",") if name.strip()])
     except ValueError as error:
@@ -79,19 +99,60 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _header(args: argparse.Namespace, argv: list[str], started: datetime.datetime, seconds: float) -> list[str]:
+def _check_jax(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The parser errors of ``--backend jax``: JAX missing, a TensorFlow-only option, no GPU for JAX."""
+    if importlib.util.find_spec("jax") is None:
+        parser.error(JAX_MISSING)
+    if args.memory or args.tflite or args.tflite_int8:
+        parser.error("--memory, --tflite and --tflite-int8 measure TensorFlow only: run them with --backend tensorflow")
     if args.device == "gpu":
+        from keras_tconv.benchmark import jax_impls
+
+        try:
+            jax_impls.jax_device("gpu")
+        except RuntimeError:
+            parser.error("--device gpu: JAX sees no GPU on this machine")
+
+
+def _tf_device(device: str) -> str:
+    """TensorFlow's device in words: the GPU's name, or the CPU with its threads and kernel library."""
+    if device == "gpu":
         details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
-        device = f"GPU ({details.get('device_name', 'unknown')})"
+        return f"GPU ({details.get('device_name', 'unknown')})"
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or f"TF default for {os.cpu_count()} CPUs"
+    return (f"CPU ({cpu_model()}; {', '.join(cpu_isa_flags()) or 'no AVX2'}; intra-op threads: {threads}); "
+            f"{cpu_kernel_library()} kernels")
+
+
+def _platform_lines(args: argparse.Namespace) -> list[str]:
+    """The header's backend and device lines."""
+    versions = f"Keras {keras.__version__}, Python {platform.python_version()}, float32"
+    if args.backend == "tensorflow":
+        return ["- backend: tensorflow (tf.function)",
+                f"- device: {_tf_device(args.device)}; TensorFlow {tf.__version__}, {versions}"]
+    import jax
+
+    from keras_tconv.benchmark import jax_impls
+
+    if args.device == "gpu":
+        device = f"GPU ({jax_impls.jax_device('gpu').device_kind})"
     else:
-        threads = tf.config.threading.get_intra_op_parallelism_threads() or f"TF default for {os.cpu_count()} CPUs"
-        device = (f"CPU ({cpu_model()}; {', '.join(cpu_isa_flags()) or 'no AVX2'}; intra-op threads: {threads}); "
-                  f"{cpu_kernel_library()} kernels")
+        device = f"CPU ({cpu_model()}; {', '.join(cpu_isa_flags()) or 'no AVX2'})"
+    return [
+        f"- backend: jax (XLA, jax.jit), JAX {jax.__version__}; keras is keras.layers.Conv2DTranspose on JAX "
+        f"(jax.lax.conv_transpose); {jax_impls.KERAS_TF} is the computation of Keras's layer on TensorFlow "
+        f"(Conv2DBackpropInput, bias, activation) as a tf.function, timed with the others, a cross-backend "
+        f"reference whose speedup too is against keras on JAX",
+        f"- device: {device}, XLA {args.device.upper()}; {versions}; {jax_impls.KERAS_TF}: TensorFlow "
+        f"{tf.__version__} on {_tf_device(args.device)}",
+    ]
+
+
+def _header(args: argparse.Namespace, argv: list[str], started: datetime.datetime, seconds: float) -> list[str]:
     return [
         f"- command: `python -m keras_tconv.benchmark {shlex.join(argv)}`",
         f"- started {started:%Y-%m-%d %H:%M:%S}, took {seconds:.0f} s",
-        f"- device: {device}; TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-        f"Python {platform.python_version()}, float32",
+        *_platform_lines(args),
         f"- auto: measured on a fresh tuning cache ({os.environ.get('KERAS_TCONV_CACHE_DIR')})"
         if os.environ.get("KERAS_TCONV_TUNING", "on") != "off" else "- auto: static rule (tuning off)",
         f"- method: per shape and mode, all implementations and the dense-conv ceiling timed interleaved in one "
@@ -102,17 +163,24 @@ def _header(args: argparse.Namespace, argv: list[str], started: datetime.datetim
     ]
 
 
-def _use_kernels(requested: str, argv: list[str]) -> None:
-    """Restart this run under the requested CPU kernel library, which TensorFlow
-    reads only when it loads (``TF_ENABLE_ONEDNN_OPTS``)."""
-    wanted = {"eigen": "Eigen", "onednn": "oneDNN"}.get(requested)
-    if wanted is None or cpu_kernel_library() == wanted:
+def _restart_if_needed(args: argparse.Namespace, argv: list[str]) -> None:
+    """Restart this run, once, with the environment that the libraries read only when they load:
+    ``KERAS_BACKEND`` for ``--backend`` (Keras), ``TF_ENABLE_ONEDNN_OPTS`` for ``--kernels`` (TensorFlow)."""
+    env, unmet = {}, []
+    if keras.backend.backend() != args.backend:
+        env["KERAS_BACKEND"] = args.backend
+        unmet.append(f"--backend {args.backend}: Keras runs on {keras.backend.backend()} regardless")
+    wanted = {"eigen": "Eigen", "onednn": "oneDNN"}.get(args.kernels)
+    if wanted is not None and cpu_kernel_library() != wanted:
+        env["TF_ENABLE_ONEDNN_OPTS"] = "1" if wanted == "oneDNN" else "0"
+        unmet.append(f"--kernels {args.kernels}: this TensorFlow runs {cpu_kernel_library()} kernels regardless")
+    if not env:
         return
     if os.environ.get("KERAS_TCONV_BENCH_RESTARTED"):
-        raise SystemExit(f"--kernels {requested}: this TensorFlow runs {cpu_kernel_library()} kernels regardless")
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if wanted == "oneDNN" else "0", "KERAS_TCONV_BENCH_RESTARTED": "1"}
+        raise SystemExit("; ".join(unmet))
     sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "keras_tconv.benchmark", *argv], env)
+    os.execve(sys.executable, [sys.executable, "-m", "keras_tconv.benchmark", *argv],
+              {**os.environ, **env, "KERAS_TCONV_BENCH_RESTARTED": "1"})
 
 
 def _use_tuning_cache(directory: Path | None) -> None:
@@ -124,7 +192,11 @@ def _use_tuning_cache(directory: Path | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    _use_kernels(args.kernels, argv)
+    _restart_if_needed(args, argv)
+    if args.backend == "jax":
+        from keras_tconv.benchmark import jax_impls
+
+        jax_impls.use_device(args.device)
     _use_tuning_cache(args.tuning_cache)
     shapes = args.shape_list
     if args.list:
@@ -133,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     options = runner.Options(
         suite=args.suite,
+        backend=args.backend,
         modes=MODES if args.mode == "both" else (args.mode,),
         implementations=args.impls,
         device=args.device,

@@ -22,6 +22,12 @@ Each callable is a ``tf.function`` traced once for its fixed inputs. In
 forward pass under a tape, reduces the output against a fixed random
 cotangent to a loss, and returns the loss and its gradients with respect to
 the input, kernel and bias.
+
+The layers, their weights, the inputs and the ceiling's weights
+(:func:`build_layers`, :func:`step_inputs`, :func:`ceiling_weights`) are the
+same on every backend; :mod:`keras_tconv.benchmark.jax_impls` builds the
+JAX backend's case from them, and its TensorFlow reference with
+:func:`traced_step`.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import tensorflow as tf
 
 from keras_tconv import SegregatedConv2DTranspose
 from keras_tconv.benchmark.suites import Shape
+from keras_tconv.ops.platform import cpu_kernel_library
 
 IMPLEMENTATIONS = ("keras", "zero_insertion", "split", "rows", "unified", "native", "auto")
 CEILING = "dense_conv2d"
@@ -65,18 +72,64 @@ def output_shape(shape: Shape) -> tuple[int, int, int, int]:
     return tuple(make_layer(shape, "keras").compute_output_shape(shape.input_shape))
 
 
+def tf_device(device: str) -> str:
+    """The TensorFlow device string for ``"cpu"`` or ``"gpu"`` (the first GPU)."""
+    return "/GPU:0" if device == "gpu" else "/CPU:0"
+
+
+def gpu_sync(result) -> None:
+    """Wait for a GPU step's outputs by copying one element of one output to the host."""
+    tensor = tf.nest.flatten(result)[-1]
+    tf.reshape(tensor, [-1])[:1].numpy()
+
+
+def cpu_sync(result) -> None:
+    """Nothing to wait for: on the CPU a function call returns when its outputs are computed."""
+
+
+def sync_for(device: str) -> Callable[[object], None]:
+    """How to wait for the outputs of a TensorFlow step on ``device`` (a TensorFlow device string)."""
+    return gpu_sync if device.startswith("/GPU") else cpu_sync
+
+
+def kernels(device: str) -> str:
+    """What computes TensorFlow's ops on ``device`` (a TensorFlow device string):
+    ``"cuDNN"`` on a GPU, else the CPU kernel library."""
+    return "cuDNN" if device.startswith("/GPU") else cpu_kernel_library()
+
+
+def auto_picks(signatures: dict) -> str:
+    """Which implementation ``auto`` ran: the first whose ops equal ``auto``'s ("" if none does).
+
+    Read off the traced graphs (or converted models) rather than the library's
+    internal rule, so it stays right whatever that rule becomes.
+    """
+    auto = signatures.get("auto")
+    if auto is None:
+        return ""
+    return next((impl for impl, ops in signatures.items() if impl != "auto" and ops == auto), "")
+
+
 @dataclasses.dataclass
 class Case:
     """One shape in one mode on one device: the timed callables and their inputs.
 
     ``run[name]()`` executes one step of implementation ``name`` (or of
-    :data:`CEILING`) and returns its outputs: ``functions[name](*args[name])``.
+    :data:`CEILING` or :data:`EMPTY_CALL`) and returns its outputs:
+    ``functions[name](*args[name])``; ``sync`` waits until such outputs are
+    computed. ``implementations`` are the names that get a result row. The
+    runner reads a case through these fields, ``first_call_s``,
+    :meth:`columns` and :meth:`auto_picks`, which the JAX backend's case
+    (:class:`keras_tconv.benchmark.jax_impls.JaxCase`) has too.
     """
 
+    implementations: tuple[str, ...]
     run: dict[str, Callable[[], object]]
     functions: dict[str, tf.types.experimental.GenericFunction]
     args: dict[str, tuple]
     first_call_s: dict[str, float]
+    sync: Callable[[object], None]
+    kernels: str
 
     def _ops(self, name: str) -> list:
         return self.functions[name].get_concrete_function(*self.args[name]).graph.get_operations()
@@ -90,6 +143,19 @@ class Case:
         in the traced function of ``name``: what tells the kernel gradient's
         forms apart (see ``keras_tconv.ops.tensorflow.gradients``)."""
         return sorted(op.get_attr("padding").decode() for op in self._ops(name) if op.type == "Conv2DBackpropFilter")
+
+    def columns(self, name: str) -> dict:
+        """The result columns that describe how ``name`` ran: backend, kernels and how often it was traced."""
+        return {"backend": "tensorflow", "kernels": self.kernels,
+                "traces": self.functions[name].experimental_get_tracing_count()}
+
+    def auto_picks(self) -> str:
+        """The implementation ``auto`` ran, read off the traced graphs (:func:`auto_picks`), plus ", kernel
+        gradient EXPLICIT" where it measured Eigen's kernel gradient faster (under oneDNN)."""
+        picks = auto_picks({impl: self.op_types(impl) for impl in self.implementations})
+        if picks and self.kernel_gradient_paddings("auto") != self.kernel_gradient_paddings(picks):
+            picks += ", kernel gradient EXPLICIT"
+        return picks
 
 
 def build_layers(shape: Shape, impls: tuple[str, ...], seed: int) -> dict[str, keras.layers.Layer]:
@@ -105,6 +171,29 @@ def build_layers(shape: Shape, impls: tuple[str, ...], seed: int) -> dict[str, k
         layer.set_weights([kernel, bias] if shape.use_bias else [kernel])
         layers[impl] = layer
     return layers
+
+
+def step_inputs(shape: Shape, mode: str, seed: int) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """The arguments of one step, as NumPy arrays: the layers' and the ceiling's.
+
+    Both are ``(x,)`` in ``forward`` mode; in ``train`` mode each adds the
+    cotangent its output is reduced against, one shared by all
+    implementations, so that their gradients compare.
+    """
+    rng = np.random.default_rng(seed + 2)
+    x = rng.standard_normal(shape.input_shape, dtype=np.float32)
+    if mode != "train":
+        return (x,), (x,)
+    cotangent = rng.standard_normal(output_shape(shape), dtype=np.float32)
+    ceiling_cotangent = rng.standard_normal((*shape.input_shape[:3], shape.filters), dtype=np.float32)
+    return (x, cotangent), (x, ceiling_cotangent)
+
+
+def ceiling_weights(shape: Shape, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ceiling's random kernel ``(kh, kw, in_channels, filters)`` and bias."""
+    rng = np.random.default_rng(seed + 1)
+    kernel = rng.standard_normal((*shape.kernel, shape.in_channels, shape.filters), dtype=np.float32)
+    return kernel, rng.standard_normal((shape.filters,), dtype=np.float32)
 
 
 def _step_function(call: Callable, variables: list, mode: str) -> tf.types.experimental.GenericFunction:
@@ -123,10 +212,25 @@ def _step_function(call: Callable, variables: list, mode: str) -> tf.types.exper
     return tf.function(train_step)
 
 
+def traced_step(
+    call: Callable, variables: list, mode: str, args: tuple
+) -> tuple[tf.types.experimental.GenericFunction, float]:
+    """The ``tf.function`` of one step of ``call`` (``x -> y``, differentiated
+    with respect to ``x`` and ``variables`` in ``train`` mode), traced for
+    ``args`` and called once, and how long that first call took.
+
+    The first call traces (and, for auto, measures its candidates): what a
+    model pays once per layer geometry before its first result.
+    """
+    start = time.perf_counter()
+    function = _step_function(call, variables, mode)
+    function.get_concrete_function(*args)
+    tf.nest.map_structure(lambda t: t.numpy(), function(*args))
+    return function, time.perf_counter() - start
+
+
 def _ceiling(shape: Shape, seed: int) -> tuple[Callable, list]:
-    rng = np.random.default_rng(seed + 1)
-    kernel = tf.Variable(rng.standard_normal((*shape.kernel, shape.in_channels, shape.filters), dtype=np.float32))
-    bias = tf.Variable(rng.standard_normal((shape.filters,), dtype=np.float32))
+    kernel, bias = (tf.Variable(weights) for weights in ceiling_weights(shape, seed))
 
     def conv(x):
         return tf.nn.bias_add(tf.nn.conv2d(x, kernel, strides=1, padding="SAME"), bias)
@@ -142,37 +246,24 @@ def build_case(shape: Shape, mode: str, impls: tuple[str, ...], device: str, see
     ``"/CPU:0"``); each function is traced here, once, so timing never traces.
     """
     with tf.device(device):
-        rng = np.random.default_rng(seed + 2)
-        x = tf.constant(rng.standard_normal(shape.input_shape, dtype=np.float32))
+        layer_args, ceiling_args = (tuple(tf.constant(a) for a in arrays) for arrays in step_inputs(shape, mode, seed))
         layers = build_layers(shape, impls, seed)
         calls = {impl: (layer, layer.trainable_variables) for impl, layer in layers.items()}
         calls[CEILING] = _ceiling(shape, seed)
-        args = {name: (x,) for name in calls}
-        if mode == "train":
-            # One cotangent shared by all implementations, so their gradients compare.
-            cotangent = tf.constant(rng.standard_normal(output_shape(shape), dtype=np.float32))
-            ceiling_out = (*shape.input_shape[:3], shape.filters)
-            ceiling_cotangent = tf.constant(rng.standard_normal(ceiling_out, dtype=np.float32))
-            args = {name: (x, ceiling_cotangent if name == CEILING else cotangent) for name in calls}
+        args = {name: ceiling_args if name == CEILING else layer_args for name in calls}
         run, functions, first_call_s = {}, {}, {}
         for name, (call, variables) in calls.items():
-            # The first call traces (and, for auto, measures its candidates): what a
-            # model pays once per layer geometry before its first result.
-            start = time.perf_counter()
-            function = _step_function(call, variables, mode)
-            function.get_concrete_function(*args[name])
-            tf.nest.map_structure(lambda t: t.numpy(), function(*args[name]))
-            first_call_s[name] = time.perf_counter() - start
-            functions[name] = function
-            run[name] = _bind(function, args[name])
-        layer_args = args[impls[0]]
+            functions[name], first_call_s[name] = traced_step(call, variables, mode, args[name])
+            run[name] = bind(functions[name], args[name])
         empty = tf.function(lambda *inputs: inputs[0])
         empty.get_concrete_function(*layer_args)
-        functions[EMPTY_CALL], args[EMPTY_CALL], run[EMPTY_CALL] = empty, layer_args, _bind(empty, layer_args)
-    return Case(run=run, functions=functions, args=args, first_call_s=first_call_s)
+        functions[EMPTY_CALL], args[EMPTY_CALL], run[EMPTY_CALL] = empty, layer_args, bind(empty, layer_args)
+    return Case(implementations=impls, run=run, functions=functions, args=args, first_call_s=first_call_s,
+                sync=sync_for(device), kernels=kernels(device))
 
 
-def _bind(function: Callable, args: tuple) -> Callable[[], object]:
+def bind(function: Callable, args: tuple) -> Callable[[], object]:
+    """``function(*args)`` as a call without arguments: a timed candidate."""
     return lambda: function(*args)
 
 

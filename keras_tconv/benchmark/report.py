@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 
 COLUMNS = (
-    "suite", "device", "kernels", "mode", "shape", "layer", "source",
+    "suite", "backend", "device", "kernels", "mode", "shape", "layer", "source",
     "batch", "height", "width", "in_channels", "filters", "kernel_h", "kernel_w", "stride_h", "stride_w",
     "padding", "output_padding", "out_height", "out_width", "macs",
     "impl", "auto_picks", "time_ms", "time_q1_ms", "time_q3_ms", "calls_per_sample", "samples",
@@ -29,11 +29,13 @@ COLUMNS = (
 ERROR_FLAG = 1e-4
 # The same for full-integer models, whose 8-bit activations round to about 1/256 of their range.
 INT8_ERROR_FLAG = 0.05
-# A shape is overhead-bound when calling an empty function with its inputs (a tf.function, or a LiteRT
-# model, that computes nothing) takes at least this share of Keras's time: its speedups then measure
-# per-call overhead more than the convolution.
+# A shape is overhead-bound when calling an empty function with its inputs (a tf.function, a jitted JAX
+# function or a LiteRT model, that computes nothing) takes at least this share of Keras's time: its
+# speedups then measure per-call overhead more than the convolution.
 OVERHEAD_BOUND_SHARE = 0.5
 OVERHEAD_MARK = "†"
+# What the empty call is, by the backend of Keras's row.
+_EMPTY_FUNCTIONS = {"tensorflow": "tf.function", "jax": "jitted JAX function"}
 
 
 def geomean(values) -> float:
@@ -189,8 +191,9 @@ def _overhead_note(mode: str, shapes: dict) -> list[str]:
     bound = _overhead_bound_shapes(shapes)
     if not bound:
         return []
-    empty = "LiteRT model" if mode.startswith("tflite") else "tf.function"
     keras_rows = {name: shapes[name]["keras"] for name in bound}
+    empty = "LiteRT model" if mode.startswith("tflite") else _EMPTY_FUNCTIONS.get(
+        next(iter(keras_rows.values())).get("backend"), "tf.function")
     times = "; ".join(f"{name}: {row['empty_call_ms']:.3f} of {row['time_ms']:.3f} ms"
                       for name, row in keras_rows.items())
     return ["", f"{OVERHEAD_MARK} Overhead-bound: invoking an empty {empty} with the same inputs takes at least "

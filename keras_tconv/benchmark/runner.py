@@ -6,6 +6,11 @@ built, traced, checked against Keras and then timed together
 measured before any timing on CPU, since its subprocesses would disturb the
 timings, and right after each shape's timing on GPU. TFLite (optional) runs
 last.
+
+The backend's module builds each shape's case: :mod:`~keras_tconv.benchmark.impls`
+on TensorFlow, :mod:`~keras_tconv.benchmark.jax_impls` on JAX (imported only
+then: the base install may lack JAX). Both cases offer the same fields and
+methods, so that the rows are made the same way.
 """
 
 from __future__ import annotations
@@ -14,12 +19,9 @@ import dataclasses
 import functools
 from typing import Callable
 
-import tensorflow as tf
-
 from keras_tconv.benchmark import impls, memory, tflite
 from keras_tconv.benchmark.suites import Shape
 from keras_tconv.benchmark.timing import Timing, measure
-from keras_tconv.ops.platform import cpu_kernel_library
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Options:
     """Everything a run needs besides the shapes; see ``--help`` for each."""
 
     suite: str
+    backend: str
     modes: tuple[str, ...]
     implementations: tuple[str, ...]
     device: str
@@ -38,30 +41,6 @@ class Options:
     tflite_threads: int
     tflite_int8: bool
     seed: int
-
-
-def tf_device(device: str) -> str:
-    """The TensorFlow device string for ``"cpu"`` or ``"gpu"`` (the first GPU)."""
-    return "/GPU:0" if device == "gpu" else "/CPU:0"
-
-
-def gpu_sync(result) -> None:
-    """Wait for a GPU step's outputs by copying one element of one output to the host."""
-    tensor = tf.nest.flatten(result)[-1]
-    tf.reshape(tensor, [-1])[:1].numpy()
-
-
-def cpu_sync(result) -> None:
-    """Nothing to wait for: on the CPU a function call returns when its outputs are computed."""
-
-
-def _sync_for(device: str) -> Callable[[object], None]:
-    return gpu_sync if device.startswith("/GPU") else cpu_sync
-
-
-def kernels(device: str) -> str:
-    """What computes on ``device``: ``"cuDNN"`` on a GPU, else the CPU kernel library."""
-    return "cuDNN" if device == "gpu" else cpu_kernel_library()
 
 
 def _layer_columns(shape: Shape) -> dict:
@@ -77,18 +56,6 @@ def _layer_columns(shape: Shape) -> dict:
     }
 
 
-def auto_picks(signatures: dict) -> str:
-    """Which implementation ``auto`` ran: the first whose ops equal ``auto``'s ("" if none does).
-
-    Read off the traced graphs (or converted models) rather than the library's
-    internal rule, so it stays right whatever that rule becomes.
-    """
-    auto = signatures.get("auto")
-    if auto is None:
-        return ""
-    return next((impl for impl, ops in signatures.items() if impl != "auto" and ops == auto), "")
-
-
 def _timing_columns(timing: Timing, keras: Timing, macs: int) -> dict:
     return {
         "time_ms": timing.median_s * 1e3, "time_q1_ms": timing.q1_s * 1e3, "time_q3_ms": timing.q3_s * 1e3,
@@ -98,41 +65,44 @@ def _timing_columns(timing: Timing, keras: Timing, macs: int) -> dict:
     }
 
 
+def _build_case(shape: Shape, mode: str, options: Options, device: str):
+    """The case of ``shape`` in ``mode`` on the run's backend (``device``: the TensorFlow device string)."""
+    if options.backend == "jax":
+        from keras_tconv.benchmark import jax_impls
+
+        return jax_impls.build_case(shape, mode, options.implementations, options.device, options.seed)
+    return impls.build_case(shape, mode, options.implementations, device, options.seed)
+
+
 def time_shape(shape: Shape, mode: str, options: Options, device: str, cpu_peaks: dict) -> list[dict]:
     """Rows for one shape in one mode: every implementation timed, checked and compared.
 
     ``cpu_peaks`` holds peak memory measured beforehand in subprocesses, by
     ``(shape name, mode, impl)``; on GPU it is measured here, after timing.
     """
-    case = impls.build_case(shape, mode, options.implementations, device, options.seed)
-    outputs = {impl: case.run[impl]() for impl in options.implementations}
+    case = _build_case(shape, mode, options, device)
+    outputs = {impl: case.run[impl]() for impl in case.implementations}
     errors = {impl: impls.max_relative_error(outputs[impl], outputs["keras"]) for impl in outputs}
     del outputs
-    sync = _sync_for(device)
-    timings = measure(case.run, sync, options.rounds, options.warmup, options.min_sample_s)
-    peaks = {impl: cpu_peaks[(shape.name, mode, impl)] for impl in options.implementations
+    timings = measure(case.run, case.sync, options.rounds, options.warmup, options.min_sample_s)
+    peaks = {impl: cpu_peaks[(shape.name, mode, impl)] for impl in case.implementations
              if (shape.name, mode, impl) in cpu_peaks}
     if options.memory and device.startswith("/GPU"):
-        peaks = {impl: memory.gpu_peak_bytes(case.run[impl], sync, device.strip("/"))
-                 for impl in options.implementations}
+        peaks = {impl: memory.gpu_peak_bytes(case.run[impl], case.sync, device.strip("/"))
+                 for impl in case.implementations}
     # The training step does three products of the forward's size: forward, input and kernel gradients.
     macs = shape.macs * (3 if mode == "train" else 1)
     ceiling = timings[impls.CEILING]
-    picks = auto_picks({impl: case.op_types(impl) for impl in options.implementations})
-    if picks and case.kernel_gradient_paddings("auto") != case.kernel_gradient_paddings(picks):
-        picks += ", kernel gradient EXPLICIT"  # auto measured Eigen's kernel gradient faster (oneDNN)
-    common = {"suite": options.suite, "device": options.device, "kernels": kernels(options.device),
-              "mode": mode, **_layer_columns(shape),
-              "auto_picks": picks, "ceiling_ms": ceiling.median_s * 1e3,
+    common = {"suite": options.suite, "device": options.device, "mode": mode, **_layer_columns(shape),
+              "auto_picks": case.auto_picks(), "ceiling_ms": ceiling.median_s * 1e3,
               "ceiling_gflops": 2 * macs / ceiling.median_s / 1e9,
               "empty_call_ms": timings[impls.EMPTY_CALL].median_s * 1e3}
     rows = []
-    for impl in options.implementations:
+    for impl in case.implementations:
         rows.append({
-            **common, "impl": impl, **_timing_columns(timings[impl], timings["keras"], macs),
+            **common, **case.columns(impl), "impl": impl, **_timing_columns(timings[impl], timings["keras"], macs),
             "efficiency": ceiling.median_s / timings[impl].median_s,
-            "max_rel_err": errors[impl], "traces": case.functions[impl].experimental_get_tracing_count(),
-            "first_call_ms": case.first_call_s[impl] * 1e3,
+            "max_rel_err": errors[impl], "first_call_ms": case.first_call_s[impl] * 1e3,
             "peak_mem_mb": peaks[impl] / 2**20 if impl in peaks else None,
         })
     return rows
@@ -145,11 +115,11 @@ def tflite_rows(shape: Shape, options: Options, mode: str = "tflite") -> list[di
                                            int8=mode == "tflite_int8")
     keras = next((r.timing for r in results if r.impl == "keras"), None)
     batch1 = shape.with_batch(1)
-    picks = auto_picks({r.impl: r.ops for r in results if not r.error})
+    picks = impls.auto_picks({r.impl: r.ops for r in results if not r.error})
     rows = []
     for result in results:
-        row = {"suite": options.suite, "device": f"litert-xnnpack-{options.tflite_threads}t", "mode": mode,
-               **_layer_columns(batch1), "auto_picks": picks, "empty_call_ms": empty_call.median_s * 1e3,
+        row = {"suite": options.suite, "backend": "tensorflow", "device": f"litert-xnnpack-{options.tflite_threads}t",
+               "mode": mode, **_layer_columns(batch1), "auto_picks": picks, "empty_call_ms": empty_call.median_s * 1e3,
                "impl": result.impl,
                "max_rel_err": result.max_rel_err, "ops": " ".join(result.ops),
                "xnnpack": "yes" if result.delegated else "no", "error": result.error}
@@ -161,7 +131,7 @@ def tflite_rows(shape: Shape, options: Options, mode: str = "tflite") -> list[di
 
 def plan(shapes: tuple[Shape, ...], options: Options) -> list[tuple[str, Callable[[], list[dict]]]]:
     """The run as ``(label, step)`` pairs; calling the steps in order returns all rows."""
-    device = tf_device(options.device)
+    device = impls.tf_device(options.device)
     cpu_peaks: dict[tuple[str, str, str], int] = {}
     steps = []
     if options.memory and device == "/CPU:0":

@@ -3,13 +3,16 @@
 Runs the tiny ``quick`` suite with as little timing as possible and checks
 the shape of what comes out, never the timings themselves; the report's
 overhead-bound flag is checked on fixed rows. A subprocess in which the
-``bench`` extra cannot be imported runs what the base install offers.
+``bench`` extra cannot be imported runs what the base install offers; another
+runs ``--backend jax`` (restarting itself on Keras's JAX backend).
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -79,6 +82,11 @@ def test_list_and_bad_arguments(capsys):
     if not tf.config.list_physical_devices("GPU"):
         with pytest.raises(SystemExit):
             cli.main(["--device", "gpu", "--list"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # TensorFlow-only options are refused before anything restarts or runs
+        cli.main(["--backend", "jax", "--memory", "--list"])
+    expected = "measure TensorFlow only" if importlib.util.find_spec("jax") else "needs JAX"
+    assert expected in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -92,6 +100,44 @@ def test_module_entry_point_with_memory(tmp_path):
     assert [row["impl"] for row in rows] == ["keras"]
     assert float(rows[0]["peak_mem_mb"]) >= 0
     assert "Peak memory" in (tmp_path / "results.md").read_text()
+
+
+JAX_SHAPES = ("tiny_k3_outpad",)  # "valid" with an output_padding: the most output-shape arithmetic
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs JAX (the jax extra)")
+def test_jax_backend_times_every_implementation_and_keras_on_tensorflow(tmp_path):
+    """``--backend jax`` restarts the run on Keras's JAX backend and times every
+    implementation plus keras_tf (Keras's TensorFlow computation) in both
+    modes, each computing what Keras's layer on JAX computes."""
+    command = [sys.executable, "-m", "keras_tconv.benchmark", "--backend", "jax", *FAST,
+               "--shapes", ",".join(JAX_SHAPES), "--out", str(tmp_path)]
+    env = {name: value for name, value in os.environ.items() if name != "KERAS_BACKEND"}
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+    rows = _rows(tmp_path)
+    names = (*IMPLEMENTATIONS, "keras_tf")
+    expected = {(mode, shape, impl) for mode in ("forward", "train") for shape in JAX_SHAPES for impl in names}
+    assert {(row["mode"], row["shape"], row["impl"]) for row in rows} == expected
+    assert len(rows) == len(expected)
+    for row in rows:
+        if row["impl"] == "keras_tf":
+            assert row["backend"] == "tensorflow" and row["kernels"] in ("Eigen", "oneDNN")
+        else:
+            assert row["backend"] == "jax" and row["kernels"] == "XLA CPU"
+        assert float(row["time_ms"]) > 0 and float(row["empty_call_ms"]) > 0 and float(row["efficiency"]) > 0
+        assert math.isfinite(float(row["speedup_vs_keras"])) and row["traces"] == "1"
+        assert float(row["max_rel_err"]) < 1e-4, row
+        if row["impl"] == "keras":
+            assert float(row["speedup_vs_keras"]) == 1.0 and float(row["max_rel_err"]) == 0.0
+        picks = row["auto_picks"].split(", gradient ")
+        assert picks[0] in IMPLEMENTATIONS and len(picks) == (2 if row["mode"] == "train" else 1), row["auto_picks"]
+    markdown = (tmp_path / "results.md").read_text()
+    assert "- backend: jax (XLA, jax.jit), JAX " in markdown and "keras_tf: TensorFlow " in markdown
+    for heading in ("## Summary", "## forward", "## train"):
+        assert heading in markdown
 
 
 def _keras_row(mode, shape, time_ms, empty_call_ms):

@@ -57,7 +57,7 @@ SMOOTH_ACTIVATIONS = [None, "tanh", "sigmoid"]
 
 
 # 1-tap kernel axes and inputs of length 1 are where the gradient's rewrites
-# (keras_tconv/ops/gradients.py) apply: draw them often.
+# (keras_tconv/ops/tensorflow/gradients.py) apply: draw them often.
 KERNEL_SIZES = st.one_of(st.just(1), st.integers(1, 7))
 LENGTHS = st.one_of(st.just(1), st.integers(1, 6))
 

@@ -1,4 +1,4 @@
-"""``implementation="auto"``: the rule documented in keras_tconv/ops/auto.py, per lowering target,
+"""``implementation="auto"``: the rule documented in keras_tconv/ops/choosing/rules.py, per lowering target,
 and its switch to TensorFlow's kernel for few rows of work."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The gradients avoid the TensorFlow kernel calls that oneDNN computes wrong
-(see keras_tconv/ops/gradients.py and the README's list of TensorFlow defects).
+(see keras_tconv/ops/tensorflow/gradients.py and the README's list of TensorFlow defects).
 
 The defects show only on some CPUs (the strided ``conv2d`` one on AVX-512),
 so besides the numbers, these tests check the gradient graph itself: no

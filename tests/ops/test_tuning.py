@@ -1,5 +1,5 @@
 """The measured ``auto``: margin rule, cache, switches and fallbacks
-(keras_tconv/ops/tuning.py). No timing assertions: measurements are replaced
+(keras_tconv/ops/choosing/tuning.py). No timing assertions: measurements are replaced
 by fixed numbers wherever a decision is checked."""
 
 from __future__ import annotations

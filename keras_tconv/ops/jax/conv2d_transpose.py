@@ -83,9 +83,13 @@ def _auto_forward(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPla
 
 
 def _auto_backward(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> str:
-    """The lowering whose derivatives form the gradient under ``auto``: a
-    segregated one (no ``lhs_dilation`` and no window dilation anywhere),
-    measured as the gradient of input, kernel and bias together."""
+    """The lowering whose derivatives form the gradient under ``auto``,
+    measured as the gradient of input, kernel and bias together: the static
+    rule's segregated pick is the baseline (its derivatives are stride-1
+    convolutions, no ``lhs_dilation`` anywhere), and ``native`` (Keras's
+    gradient) and the other segregated lowerings replace it only where they
+    are faster beyond the noise, so that small layers, where XLA's
+    ``lhs_dilation`` gradient is fast, keep it."""
     static = choose_implementation(kernel.shape, plan_h, plan_w, backend="jax")
     if not _concrete(x.shape):
         return static
@@ -105,8 +109,7 @@ def _auto_backward(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPl
         }
         return jax_tuning.compiled_runner(gradient, args)
 
-    segregated = [c for c in registry.candidates((plan_h.stride, plan_w.stride)) if c in registry.SEGREGATED]
-    candidates = (static, *(c for c in segregated if c != static))
+    candidates = tuple(dict.fromkeys((static, *registry.candidates((plan_h.stride, plan_w.stride)))))
     return tuning.choose(f"{key} gradient", candidates, make_runner, batches, static, jax_tuning.where()).implementation
 
 
@@ -137,8 +140,10 @@ def conv2d_transpose(
     a convolution with ``lhs_dilation``), differentiated by JAX. The
     segregated lowerings are differentiated by JAX too: their derivatives are
     stride-1 convolutions. ``auto`` measures the forward lowering (``native``
-    among the candidates) and, separately, the segregated lowering whose
-    derivatives form the gradient (a ``jax.custom_vjp``), once per geometry.
+    the baseline) and, separately and only for a layer that is
+    differentiated, the lowering whose derivatives form the gradient (a
+    ``jax.custom_vjp``; the static rule's segregated pick the baseline), once
+    per geometry.
     """
     if activation not in _ACTIVATIONS:
         raise ValueError(
