@@ -34,10 +34,20 @@ _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 def _conv(x, filters, pads_h, pads_w, lhs_dilation=(1, 1)):
     """Correlation of ``x`` padded per axis with ``filters`` ``(h, w, in, out)``;
-    a negative padding crops (XLA takes it as it is)."""
-    return lax.conv_general_dilated(
-        x, filters, (1, 1), [tuple(pads_h), tuple(pads_w)], lhs_dilation=lhs_dilation, dimension_numbers=_DIMENSIONS
-    )
+    a negative padding crops.
+
+    A stride-1 correlation gets its padding from ``lax.pad`` and none of its
+    own: XLA on CPU computes the kernel gradient of a convolution padded on
+    both sides of both axes on a slow path, and not that of a padded input
+    (see the README's notes on XLA).
+    """
+    if lhs_dilation != (1, 1):
+        pads = [tuple(pads_h), tuple(pads_w)]
+        return lax.conv_general_dilated(x, filters, (1, 1), pads, lhs_dilation=lhs_dilation,
+                                        dimension_numbers=_DIMENSIONS)
+    if any(pads_h) or any(pads_w):
+        x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (*pads_h, 0), (*pads_w, 0), (0, 0, 0)])
+    return lax.conv_general_dilated(x, filters, (1, 1), "VALID", dimension_numbers=_DIMENSIONS)
 
 
 def _conv_taps(kernel):
