@@ -55,9 +55,12 @@ class LayerName(Enum):
 
 
 class Implementation(Enum):
-    """``SegregatedConv2DTranspose(implementation=...)`` values."""
+    """``SegregatedConv2DTranspose(implementation=...)`` values: those of
+    ``keras_tconv.ops.registry`` (a test checks; importing it here would load
+    Keras before the backend is chosen)."""
 
     auto = "auto"
+    native = "native"
     split = "split"
     rows = "rows"
     unified = "unified"
@@ -158,7 +161,8 @@ class ModelConfig:
 
 
 _LAYER_IMPLEMENTATIONS = {
-    LayerName.segregated: (Implementation.auto, Implementation.split, Implementation.rows, Implementation.unified),
+    LayerName.segregated: (Implementation.auto, Implementation.native, Implementation.split, Implementation.rows,
+                           Implementation.unified),
     LayerName.zero_insertion: (Implementation.zero_insertion,),
     LayerName.keras: (None,),
 }

@@ -43,9 +43,11 @@ import tensorflow as tf
 
 from keras_tconv import SegregatedConv2DTranspose
 from keras_tconv.benchmark.suites import Shape
+from keras_tconv.ops import registry
 from keras_tconv.ops.platform import cpu_kernel_library
 
-IMPLEMENTATIONS = ("keras", "zero_insertion", "split", "rows", "unified", "native", "auto")
+# Keras's layer, then every implementation of the registry, auto last.
+IMPLEMENTATIONS = ("keras", *(name for name in registry.IMPLEMENTATIONS if name != "auto"), "auto")
 CEILING = "dense_conv2d"
 EMPTY_CALL = "empty_call"
 MODES = ("forward", "train")

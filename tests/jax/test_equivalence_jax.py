@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 
 from keras_tconv import SegregatedConv2DTranspose
 from keras_tconv.ops import IMPLEMENTATIONS, conv2d_transpose
+from keras_tconv.ops import registry
 from keras_tconv.ops.registry import FUSED_ACTIVATIONS
 from tests.ops.cases import SMOOTH_ACTIVATIONS, cases, keras_accepts, layer_accepts, materialize, nchw
 
@@ -90,7 +91,7 @@ def test_eager_matches_definition(implementation, case):
     check(*case, implementation=implementation)
 
 
-@pytest.mark.parametrize("implementation", ["split", "rows", "unified", "native"])
+@pytest.mark.parametrize("implementation", registry.candidates((2, 2)))
 @pytest.mark.parametrize("policy,rtol", [("mixed_float16", 1e-2), ("mixed_bfloat16", 4e-2)])
 @settings(FAST, max_examples=4)
 @given(case=cases(SMOOTH_ACTIVATIONS))

@@ -1,6 +1,7 @@
 """What XLA is given on the JAX backend: the segregated lowerings' forward and
 gradient programs hold stride-1 convolutions only, with no ``lhs_dilation``
-(the slow path of Keras's layer on JAX) and no window dilation.
+(the slow path of Keras's layer on JAX) and no window dilation, and their
+kernel gradients are matrix products (``dot_general``), not convolutions.
 
 Read off the lowered StableHLO of ``jax.jit`` of the step (forward output and
 gradients of input, kernel and bias), so that it holds whatever JAX's
@@ -39,8 +40,8 @@ def _window(line: str) -> dict[str, list[int]]:
     }
 
 
-def convolutions(implementation, geometry, x_shape=(2, 5, 6, 3), filters=4) -> list[dict]:
-    """The windows of every convolution in the forward-and-gradient program."""
+def lowered(implementation, geometry, argnums=(0, 1, 2), x_shape=(2, 5, 6, 3), filters=4) -> str:
+    """The StableHLO text of the step: forward, and gradients in the arguments ``argnums`` (none: forward only)."""
     kernel_size, strides, padding, output_padding, dilation = geometry
     x = jnp.ones(x_shape)
     kernel = jnp.ones((*kernel_size, filters, x_shape[-1]))
@@ -51,15 +52,29 @@ def convolutions(implementation, geometry, x_shape=(2, 5, 6, 3), filters=4) -> l
                              bias=bias)
         return jnp.sum(jnp.sin(y))
 
-    text = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2))).lower(x, kernel, bias).as_text()
+    step = jax.value_and_grad(loss, argnums=argnums) if argnums else loss
+    return jax.jit(step).lower(x, kernel, bias).as_text()
+
+
+def convolutions(implementation, geometry, argnums=(0, 1, 2)) -> list[dict]:
+    """The windows of every convolution in the step's program."""
+    text = lowered(implementation, geometry, argnums)
     return [_window(line) for line in text.splitlines() if "stablehlo.convolution" in line]
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("implementation", SEGREGATED)
+def test_segregated_kernel_gradients_are_matrix_products(implementation, geometry):
+    """The kernel gradient adds no convolution to the forward's, only ``dot_general``s."""
+    assert len(convolutions(implementation, geometry, argnums=(1,))) == len(convolutions(implementation, geometry, ()))
+    assert "stablehlo.dot_general" in lowered(implementation, geometry, argnums=(1,))
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
 @pytest.mark.parametrize("implementation", [*SEGREGATED, "auto"])
 def test_segregated_programs_hold_only_stride_1_undilated_convolutions(implementation, geometry):
     windows = convolutions(implementation, geometry)
-    assert len(windows) >= 3  # the forward and both gradients are convolutions
+    assert len(windows) >= 2  # the forward and the input gradient (the kernel gradient: matrix products per tap)
     for window in windows:
         for name in ("stride", "lhs_dilate", "rhs_dilate"):
             assert set(window.get(name, [1])) == {1}, (name, window)

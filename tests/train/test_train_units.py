@@ -14,11 +14,17 @@ import numpy as np
 import pytest
 
 from train.backend import BackendUnavailableError, use_backend
-from train.config import ConfigValueError, DataConfig, DatasetName, Precision, TrainerConfig
+from train.config import ConfigValueError, DataConfig, DatasetName, Implementation, Precision, TrainerConfig
 from train.data.holdout import shuffled_holdout
 from train.errors import job_failures_reported
 from train.run_dir import RunDir
 from train.training import read_history
+
+
+def test_layer_implementations_are_the_registry_s() -> None:
+    from keras_tconv.ops.registry import IMPLEMENTATIONS
+
+    assert [member.value for member in Implementation] == list(IMPLEMENTATIONS)
 
 
 def test_history_keeps_the_last_row_of_a_retrained_epoch(tmp_path: Path) -> None:

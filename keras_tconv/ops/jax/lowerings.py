@@ -16,9 +16,11 @@ input, so their derivatives are stride-1 convolutions too: XLA runs the
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from keras_tconv.ops.phases import (
     AxisPlan,
@@ -32,22 +34,71 @@ from keras_tconv.ops.phases import (
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 
-def _conv(x, filters, pads_h, pads_w, lhs_dilation=(1, 1)):
-    """Correlation of ``x`` padded per axis with ``filters`` ``(h, w, in, out)``;
-    a negative padding crops.
+def _plain_conv(x, filters, pads_h, pads_w, lhs_dilation=(1, 1)):
+    """``lax.conv_general_dilated`` of ``x`` padded per axis (a negative padding crops) with ``filters``."""
+    pads = [tuple(pads_h), tuple(pads_w)]
+    return lax.conv_general_dilated(x, filters, (1, 1), pads, lhs_dilation=lhs_dilation, dimension_numbers=_DIMENSIONS)
 
-    A stride-1 correlation gets its padding from ``lax.pad`` and none of its
-    own: XLA on CPU computes the kernel gradient of a convolution padded on
-    both sides of both axes on a slow path, and not that of a padded input
-    (see the README's notes on XLA).
+
+def _conv(x, filters, pads_h, pads_w):
+    """The stride-1 correlation of ``x`` padded per axis (a negative padding
+    crops) with ``filters`` ``(h, w, in, out)``, as the segregated lowerings
+    run it: the padding by ``lax.pad``, then :func:`_correlate`.
+
+    XLA on CPU computes the kernel gradient of a convolution padded on both
+    sides of both axes on a slow path, and not that of a padded input (see
+    the README's notes on XLA).
     """
-    if lhs_dilation != (1, 1):
-        pads = [tuple(pads_h), tuple(pads_w)]
-        return lax.conv_general_dilated(x, filters, (1, 1), pads, lhs_dilation=lhs_dilation,
-                                        dimension_numbers=_DIMENSIONS)
     if any(pads_h) or any(pads_w):
         x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (*pads_h, 0), (*pads_w, 0), (0, 0, 0)])
-    return lax.conv_general_dilated(x, filters, (1, 1), "VALID", dimension_numbers=_DIMENSIONS)
+    return _correlate(x, filters)
+
+
+def _tap_products(x, filters):
+    """``sum over taps (a, b) of x[:, a:a+Ho, b:b+Wo, :] @ filters[a, b]``:
+    the "VALID" correlation as one matrix product per tap."""
+    kh, kw = filters.shape[:2]
+    out_h, out_w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    return sum(
+        jnp.einsum("nhwc,co->nhwo", x[:, a : a + out_h, b : b + out_w, :], filters[a, b])
+        for a in range(kh)
+        for b in range(kw)
+    )
+
+
+@jax.custom_jvp
+def _correlate(x, filters):
+    """The "VALID" stride-1 correlation of ``x`` with ``filters``, whose
+    derivative in ``filters`` is written as one matrix product per tap
+    (:func:`_tap_products`).
+
+    JAX transposes that derivative into the kernel gradient: per tap, the
+    product of the shifted input with the cotangent, ``(in, batch*Ho*Wo) @
+    (batch*Ho*Wo, out)``, which XLA runs as fast matrix products; the
+    transpose of ``lax.conv_general_dilated`` instead is a correlation whose
+    window is the whole output, which XLA on CPU runs slowly when the phase
+    convolution has few outputs or a wide input (see the README's notes on
+    XLA). The derivative in ``x`` stays JAX's (a stride-1 correlation of the
+    cotangent). Forward-mode and higher derivatives work as usual.
+    """
+    return _plain_conv(x, filters, (0, 0), (0, 0))
+
+
+def _correlate_jvp(primals, tangents):
+    """Only the tangents that are not zero (a frozen kernel, an input that
+    needs no gradient) cost a product."""
+    x, filters = primals
+    dx, dfilters = tangents
+    parts = []
+    if not isinstance(dx, SymbolicZero):
+        parts.append(_plain_conv(dx, filters, (0, 0), (0, 0)))
+    if not isinstance(dfilters, SymbolicZero):
+        parts.append(_tap_products(x, dfilters))
+    y = _correlate(x, filters)
+    return y, sum(parts[1:], parts[0]) if parts else jnp.zeros_like(y)
+
+
+_correlate.defjvp(_correlate_jvp, symbolic_zeros=True)
 
 
 def _conv_taps(kernel):
@@ -166,7 +217,7 @@ def native(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
     """
     pads = [zero_insertion_padding(plan) for plan in (plan_h, plan_w)]
     wider = [(max(b, 0) + 1, max(a, 0) + 1) for b, a in pads]
-    y = _conv(x, _flipped(kernel), *wider, lhs_dilation=(plan_h.stride, plan_w.stride))
+    y = _plain_conv(x, _flipped(kernel), *wider, lhs_dilation=(plan_h.stride, plan_w.stride))
     (bh, ah), (bw, aw) = [(w[0] - b, w[1] - a) for w, (b, a) in zip(wider, pads)]
     return y[:, bh : y.shape[1] - ah, bw : y.shape[2] - aw, :]
 
@@ -176,7 +227,7 @@ def zero_insertion(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
     (``lax.pad`` with interior padding), then a dense stride-1 convolution."""
     sh, sw = plan_h.stride, plan_w.stride
     expanded = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (0, 0, sh - 1), (0, 0, sw - 1), (0, 0, 0)])
-    return _conv(expanded, _flipped(kernel), zero_insertion_padding(plan_h), zero_insertion_padding(plan_w))
+    return _plain_conv(expanded, _flipped(kernel), zero_insertion_padding(plan_h), zero_insertion_padding(plan_w))
 
 
 def dilate_kernel(kernel, dh: int, dw: int):
