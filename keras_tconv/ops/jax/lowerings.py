@@ -223,11 +223,13 @@ def native(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
 
 
 def zero_insertion(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
-    """The conventional method: an explicitly zero-expanded input
-    (``lax.pad`` with interior padding), then a dense stride-1 convolution."""
-    sh, sw = plan_h.stride, plan_w.stride
-    expanded = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (0, 0, sh - 1), (0, 0, sw - 1), (0, 0, 0)])
-    return _plain_conv(expanded, _flipped(kernel), zero_insertion_padding(plan_h), zero_insertion_padding(plan_w))
+    """The conventional method: an explicitly zero-expanded and padded input
+    (one ``lax.pad``, interior and edges), then a dense "VALID" stride-1
+    convolution, differentiated by JAX (its padding outside the convolution,
+    as for the segregated lowerings, see :func:`_conv`)."""
+    (bh, ah), (bw, aw) = zero_insertion_padding(plan_h), zero_insertion_padding(plan_w)
+    pads = [(0, 0, 0), (bh, ah, plan_h.stride - 1), (bw, aw, plan_w.stride - 1), (0, 0, 0)]
+    return _plain_conv(lax.pad(x, jnp.zeros((), x.dtype), pads), _flipped(kernel), (0, 0), (0, 0))
 
 
 def dilate_kernel(kernel, dh: int, dw: int):
