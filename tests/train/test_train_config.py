@@ -60,7 +60,7 @@ def test_every_config_option_is_valid(group: str, option: str) -> None:
         (["data.validation_split=1.5"], ConfigValueError, "data.validation_split=1.5"),
         (["data=folder"], ConfigValueError, "data.path=null"),
         (["layer=keras", "layer.implementation=split"], ConfigValueError, "allowed values are null when layer=keras"),
-        (["layer.implementation=zero_insertion"], ConfigValueError, "auto, split, rows, unified when layer=segregated"),
+        (["layer.implementation=zero_insertion"], ConfigValueError, "auto, native, split, rows, unified when layer=segregated"),
         (
             ["model=flowers_autoencoder"],
             ConfigValueError,
