@@ -291,6 +291,21 @@ def phase_index(ph: Phase, pw: Phase, kw: int) -> np.ndarray:
     return np.array([[th * kw + tw for tw in pw.taps] for th in ph.taps], dtype=np.int64)
 
 
+def phase_correlations(plan_h: AxisPlan, plan_w: AxisPlan, kw: int) -> list:
+    """The stride-1 correlations of ``split``, one per output phase (phases
+    ordered ``(qh, qw)``): ``(tap index, padding along the height, padding
+    along the width)`` each (see :func:`phase_index`), or None for a phase
+    that no tap reaches (a stride above the kernel)."""
+    return [
+        (phase_index(ph, pw, kw), plan_h.window_padding(ph.offsets[0], len(ph.taps)),
+         plan_w.window_padding(pw.offsets[0], len(pw.taps)))
+        if ph.taps and pw.taps
+        else None
+        for ph in plan_h.phases
+        for pw in plan_w.phases
+    ]
+
+
 def stacked_index(row_phases, row_window: tuple[int, int], plan_w: AxisPlan, kw: int) -> np.ndarray:
     """Flat tap indices of the sub-kernels of ``row_phases`` and of every
     column phase, placed in a common window and stacked.

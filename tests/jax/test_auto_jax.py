@@ -18,6 +18,7 @@ from keras_tconv import SegregatedConv2DTranspose
 from keras_tconv.ops.choosing import tuning
 from keras_tconv.ops.choosing.rules import jax_rule
 from keras_tconv.ops.phases import plan_axes
+from tests.fake_tuning import fake_measurement
 
 TIMES_MS = {"native": 10.0, "split": 9.0, "rows": 7.0, "unified": 8.0}
 
@@ -26,20 +27,7 @@ TIMES_MS = {"native": 10.0, "split": 9.0, "rows": 7.0, "unified": 8.0}
 def measuring(monkeypatch, tmp_path):
     """Tuning on, a fresh cache and memory, and a fake measurement returning
     :data:`TIMES_MS`; yields the measured candidate lists with their batches."""
-    monkeypatch.setenv("KERAS_TCONV_TUNING", "on")
-    monkeypatch.setenv("KERAS_TCONV_CACHE_DIR", str(tmp_path))
-    tuning.clear_memory()
-    calls = []
-
-    def fake_measure(factories, batches, budget_s=tuning.BUDGET_S):
-        calls.append((list(factories), batches))
-        for factory in factories.values():  # the runners compile and run on concrete arrays
-            factory()(batches[0])
-        medians = {impl: {b: TIMES_MS[impl] for b in batches} for impl in factories}
-        return medians, {impl: {b: 0.0 for b in batches} for impl in factories}
-
-    monkeypatch.setattr(tuning, "_measure", fake_measure)
-    yield calls
+    yield fake_measurement(monkeypatch, tmp_path, TIMES_MS)
     tuning.clear_memory()
 
 

@@ -7,7 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from keras_tconv.ops import registry
+from keras_tconv.ops import arguments, registry
 from keras_tconv.ops.choosing import tuning
 from keras_tconv.ops.choosing.rules import choose_implementation
 from keras_tconv.ops.jax import tuning as jax_tuning
@@ -145,32 +145,13 @@ def conv2d_transpose(
     ``jax.custom_vjp``; the static rule's segregated pick the baseline), once
     per geometry.
     """
-    if activation not in _ACTIVATIONS:
-        raise ValueError(
-            f"Invalid value for argument `activation`. Expected one of {tuple(_ACTIVATIONS)}. "
-            f"Received: activation={activation}"
-        )
-    registry.check_implementation(implementation)
-    if data_format not in ("channels_last", "channels_first"):
-        raise ValueError(
-            "The `data_format` argument must be one of {'channels_first', 'channels_last'}. "
-            f"Received: data_format={data_format}"
-        )
+    arguments.check_options(activation, implementation, data_format)
     inputs = jnp.asarray(inputs)
     kernel = jnp.asarray(kernel, dtype=inputs.dtype)
-    if inputs.ndim != 4 or kernel.ndim != 4:
-        raise ValueError(
-            "conv2d_transpose expects 4-D inputs and a 4-D kernel (kh, kw, filters, in_channels). "
-            f"Received: inputs.shape={inputs.shape}, kernel.shape={kernel.shape}"
-        )
+    arguments.check_ranks(inputs.shape, kernel.shape)
     channels_first = data_format == "channels_first"
     x = jnp.transpose(inputs, (0, 2, 3, 1)) if channels_first else inputs
-    if x.shape[-1] != kernel.shape[-1]:
-        raise ValueError(
-            f"The number of input channels ({x.shape[-1]}) does not match the kernel's "
-            f"last dimension ({kernel.shape[-1]}). Received: inputs.shape={inputs.shape}, "
-            f"kernel.shape={kernel.shape}, data_format={data_format}"
-        )
+    arguments.check_channels(x.shape[-1], inputs.shape, kernel.shape, data_format)
     dilation_rate = pair(dilation_rate, "dilation_rate")
     check_output_padding(pair(output_padding, "output_padding"), pair(strides, "strides"), dilation_rate)
     if dilation_rate != (1, 1):

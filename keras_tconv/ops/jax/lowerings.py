@@ -25,7 +25,7 @@ from jax.custom_derivatives import SymbolicZero
 from keras_tconv.ops.phases import (
     AxisPlan,
     margins,
-    phase_index,
+    phase_correlations,
     stacked_index,
     union_window,
     zero_insertion_padding,
@@ -137,16 +137,8 @@ def split(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
     kw, filters = kernel.shape[1], kernel.shape[2]
     taps = _conv_taps(kernel)
     outputs = [
-        _conv(
-            x,
-            _gather_taps(taps, phase_index(ph, pw, kw)),
-            plan_h.window_padding(ph.offsets[0], len(ph.taps)),
-            plan_w.window_padding(pw.offsets[0], len(pw.taps)),
-        )
-        if ph.taps and pw.taps
-        else None
-        for ph in plan_h.phases
-        for pw in plan_w.phases
+        None if phase is None else _conv(x, _gather_taps(taps, phase[0]), *phase[1:])
+        for phase in phase_correlations(plan_h, plan_w, kw)
     ]
     reference = next(y for y in outputs if y is not None)
     outputs = [jnp.zeros_like(reference) if y is None else y for y in outputs]

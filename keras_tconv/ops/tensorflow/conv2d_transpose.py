@@ -6,7 +6,7 @@ import functools
 
 import tensorflow as tf
 
-from keras_tconv.ops import registry
+from keras_tconv.ops import arguments, registry
 from keras_tconv.ops.choosing import tuning
 from keras_tconv.ops.choosing.rules import choose_implementation, lowering_target_name
 from keras_tconv.ops.phases import AxisPlan, check_output_padding, pair, plan_axes
@@ -258,32 +258,13 @@ def conv2d_transpose(
         ``(batch, out_h, out_w, filters)`` (or channels first), with Keras's
         output lengths: ``keras.layers.Conv2DTranspose``'s output.
     """
-    if activation not in FUSED_ACTIVATIONS:
-        raise ValueError(
-            f"Invalid value for argument `activation`. Expected one of {tuple(FUSED_ACTIVATIONS)}. "
-            f"Received: activation={activation}"
-        )
-    registry.check_implementation(implementation)
-    if data_format not in ("channels_last", "channels_first"):
-        raise ValueError(
-            "The `data_format` argument must be one of {'channels_first', 'channels_last'}. "
-            f"Received: data_format={data_format}"
-        )
+    arguments.check_options(activation, implementation, data_format)
     inputs = tf.convert_to_tensor(inputs)
     kernel = tf.convert_to_tensor(kernel, dtype=inputs.dtype)
-    if inputs.shape.rank != 4 or kernel.shape.rank != 4:
-        raise ValueError(
-            "conv2d_transpose expects 4-D inputs and a 4-D kernel (kh, kw, filters, in_channels). "
-            f"Received: inputs.shape={inputs.shape}, kernel.shape={kernel.shape}"
-        )
+    arguments.check_ranks(inputs.shape, kernel.shape)
     channels_first = data_format == "channels_first"
     x = tf.transpose(inputs, (0, 2, 3, 1)) if channels_first else inputs
-    if x.shape[-1] is not None and x.shape[-1] != kernel.shape[-1]:
-        raise ValueError(
-            f"The number of input channels ({x.shape[-1]}) does not match the kernel's "
-            f"last dimension ({kernel.shape[-1]}). Received: inputs.shape={inputs.shape}, "
-            f"kernel.shape={kernel.shape}, data_format={data_format}"
-        )
+    arguments.check_channels(x.shape[-1], inputs.shape, kernel.shape, data_format)
     dilation_rate = pair(dilation_rate, "dilation_rate")
     check_output_padding(pair(output_padding, "output_padding"), pair(strides, "strides"), dilation_rate)
     if dilation_rate != (1, 1):

@@ -22,7 +22,14 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from keras_tconv.ops.phases import AxisPlan, margins, phase_index, stacked_index, union_window, zero_insertion_padding
+from keras_tconv.ops.phases import (
+    AxisPlan,
+    margins,
+    phase_correlations,
+    stacked_index,
+    union_window,
+    zero_insertion_padding,
+)
 from keras_tconv.ops.platform import cpu_kernel_library
 
 
@@ -147,17 +154,8 @@ def split(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     kw = kernel.shape[1]
     taps = _conv_taps(kernel)
     outputs = [
-        _padded_conv(
-            x,
-            _gather_taps(taps, phase_index(ph, pw, kw)),
-            bias,
-            plan_h.window_padding(ph.offsets[0], len(ph.taps)),
-            plan_w.window_padding(pw.offsets[0], len(pw.taps)),
-        )
-        if ph.taps and pw.taps
-        else None
-        for ph in plan_h.phases
-        for pw in plan_w.phases
+        None if phase is None else _padded_conv(x, _gather_taps(taps, phase[0]), bias, *phase[1:])
+        for phase in phase_correlations(plan_h, plan_w, kw)
     ]
     outputs = _fill_empty(outputs, bias)
     sw = plan_w.stride
