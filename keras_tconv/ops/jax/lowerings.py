@@ -201,15 +201,19 @@ def native(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
     """What Keras's layer computes on JAX (``jax.lax.conv_transpose``): one
     convolution with ``lhs_dilation`` (the input expanded inside XLA).
 
-    Every side is padded by at least one more position, which the output
-    then drops: XLA on CPU (jaxlib 0.10) aborts the process compiling some
-    of these convolutions with no padding on one side (an even kernel with
-    "same" and ``output_padding=0`` next to a wider kernel on the other
-    axis), Keras's own layer included (see the README).
+    Where a side has no padding, every side is padded by one more position,
+    which the output then drops: XLA on CPU (jaxlib 0.10) aborts the process
+    compiling some of those convolutions (an even kernel with "same" and
+    ``output_padding=0`` next to a wider kernel on the other axis), Keras's
+    own layer included (see the README). Elsewhere it is Keras's convolution
+    exactly.
     """
     pads = [zero_insertion_padding(plan) for plan in (plan_h, plan_w)]
+    dilation = (plan_h.stride, plan_w.stride)
+    if min(min(p) for p in pads) > 0:
+        return _plain_conv(x, _flipped(kernel), *pads, lhs_dilation=dilation)
     wider = [(max(b, 0) + 1, max(a, 0) + 1) for b, a in pads]
-    y = _plain_conv(x, _flipped(kernel), *wider, lhs_dilation=(plan_h.stride, plan_w.stride))
+    y = _plain_conv(x, _flipped(kernel), *wider, lhs_dilation=dilation)
     (bh, ah), (bw, aw) = [(w[0] - b, w[1] - a) for w, (b, a) in zip(wider, pads)]
     return y[:, bh : y.shape[1] - ah, bw : y.shape[2] - aw, :]
 
