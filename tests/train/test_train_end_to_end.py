@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from train_helpers import FAST_TRAINER, check_exports_serve, check_run_dir, run_training, write_image_folder
+from train_helpers import FAST_TRAINER, check_exports_serve, check_run_dir, folder_data, run_training, write_image_folder
 
 pytestmark = pytest.mark.slow
 
@@ -53,11 +53,7 @@ def folder_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_image_folder(root / "images")
     run_dir = root / "run"
     run_training(
-        "data=folder",
-        f"data.path={root / 'images'}",
-        "data.image_size=32",
-        "data.batch_size=4",
-        "data.validation_split=0.34",  # 4 of the 12 readable images: one full batch
+        *folder_data(root / "images"),
         "model=flowers_autoencoder",
         "layer=zero_insertion",
         "distribute=mirrored",

@@ -12,20 +12,17 @@ The test process runs Keras on TensorFlow (``tests/conftest.py`` leaves
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from train_helpers import (
     FAST_TRAINER,
-    REPO_ROOT,
-    RUN_TIMEOUT_S,
     check_exports_serve,
     check_run_dir,
+    folder_data,
     run_app,
+    run_compare,
     run_training,
-    subprocess_env,
     write_image_folder,
 )
 
@@ -58,11 +55,7 @@ def folder_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = root / "run"
     completed = run_app(
         "backend=jax",
-        "data=folder",
-        f"data.path={root / 'images'}",
-        "data.image_size=32",
-        "data.batch_size=4",
-        "data.validation_split=0.34",
+        *folder_data(root / "images"),
         "model=flowers_autoencoder",
         "layer=zero_insertion",
         *FAST_TRAINER,
@@ -84,14 +77,7 @@ def test_sweep_trains_each_layer_on_jax_into_a_complete_run_directory(sweep_dir:
 
 
 def test_compare_prints_the_backend_and_the_speedup_over_keras(sweep_dir: Path) -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "train.compare", str(sweep_dir)],
-        cwd=REPO_ROOT,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-    )
+    completed = run_compare(sweep_dir)
     assert completed.returncode == 0, completed.stderr
     rows = {
         cells[0]: cells

@@ -4,13 +4,11 @@ leaking between them, and ``python -m train.compare`` summarises the sweep."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from train_helpers import FAST_TRAINER, REPO_ROOT, read_metrics, run_training, subprocess_env
+from train_helpers import FAST_TRAINER, read_metrics, run_compare, run_training
 
 pytestmark = pytest.mark.slow
 
@@ -50,14 +48,7 @@ def test_each_job_writes_its_metrics_and_none_leaks_state(sweep_dir: Path) -> No
 
 
 def test_compare_writes_table_and_plot(sweep_dir: Path) -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "train.compare", str(sweep_dir)],
-        cwd=REPO_ROOT,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    completed = run_compare(sweep_dir, timeout=120)
     assert completed.returncode == 0, completed.stderr
     table = (sweep_dir / "comparison.md").read_text()
     assert "| 0 | paper_mnist | segregated (auto) |" in table

@@ -139,6 +139,26 @@ def write_image_folder(root: Path) -> None:
     (root / "light" / "notes.txt").write_text("not an image, not counted")
 
 
+def folder_data(images: Path) -> tuple[str, ...]:
+    """Overrides training on the image folder :func:`write_image_folder` wrote
+    at ``images``: 32-pixel images, batch 4, and 4 of the 12 readable images
+    for validation (one full batch)."""
+    return ("data=folder", f"data.path={images}", "data.image_size=32", "data.batch_size=4",
+            "data.validation_split=0.34")
+
+
+def run_compare(sweep_dir: Path, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """``python -m train.compare sweep_dir`` from the repository root, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "train.compare", str(sweep_dir)],
+        cwd=REPO_ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 

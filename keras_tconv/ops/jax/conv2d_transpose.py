@@ -65,14 +65,24 @@ def _random_args(shape, kernel, bias, seed: int = 0):
     )
 
 
+def _static_and_measurement(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan):
+    """The static rule's pick (:func:`keras_tconv.ops.choosing.rules.jax_rule`)
+    and, where the shapes are concrete, the cache key and batches to measure
+    at (:func:`keras_tconv.ops.choosing.tuning.measurement`); else None."""
+    static = choose_implementation(kernel.shape, plan_h, plan_w, backend="jax")
+    if not _concrete(x.shape):
+        return static, None
+    return static, tuning.measurement(x.shape, x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w)
+
+
 def _auto_forward(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> tuning.Choice:
     """The forward lowering for ``implementation="auto"``: measured (compiled
     and timed on JAX's default device) where the shapes are concrete, else
-    the static rule (:func:`keras_tconv.ops.choosing.rules.jax_rule`)."""
-    static = choose_implementation(kernel.shape, plan_h, plan_w, backend="jax")
-    if not _concrete(x.shape):
+    the static rule."""
+    static, measurement = _static_and_measurement(x, kernel, bias, activation, plan_h, plan_w)
+    if measurement is None:
         return tuning.Choice("", static, "static rule")
-    key, batches = tuning.measurement(x.shape, x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w)
+    key, batches = measurement
 
     def make_runner(implementation):
         args = {n: _random_args((n, *x.shape[1:]), kernel, bias) for n in batches}
@@ -90,10 +100,10 @@ def _auto_backward(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPl
     gradient) and the other segregated lowerings replace it only where they
     are faster beyond the noise, so that small layers, where XLA's
     ``lhs_dilation`` gradient is fast, keep it."""
-    static = choose_implementation(kernel.shape, plan_h, plan_w, backend="jax")
-    if not _concrete(x.shape):
+    static, measurement = _static_and_measurement(x, kernel, bias, activation, plan_h, plan_w)
+    if measurement is None:
         return static
-    key, batches = tuning.measurement(x.shape, x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w)
+    key, batches = measurement
     out_h, out_w = plan_h.geometry.output_length(x.shape[1]), plan_w.geometry.output_length(x.shape[2])
 
     def make_runner(implementation):
