@@ -4,7 +4,7 @@ Modules: :mod:`~keras_tconv.benchmark.suites` (layer shapes),
 :mod:`~keras_tconv.benchmark.impls` (the timed callables and the dense-conv
 ceiling), :mod:`~keras_tconv.benchmark.jax_impls` (the same on Keras's JAX
 backend, ``--backend jax``, with Keras's TensorFlow computation as a
-reference), :mod:`~keras_tconv.benchmark.timing` (interleaved timing),
+reference), :mod:`keras_tconv.timing` (interleaved timing, shared with the tuner),
 :mod:`~keras_tconv.benchmark.memory` (peak memory),
 :mod:`~keras_tconv.benchmark.tflite` (LiteRT comparison),
 :mod:`~keras_tconv.benchmark.runner` (a run as steps),

@@ -66,6 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per implementation (default 3)")
     parser.add_argument("--min-sample-ms", type=float, default=20.0,
                         help="each sample repeats the call until it lasts this long (default 20)")
+    parser.add_argument("--jit", action="store_true",
+                        help="compile every implementation's step with XLA (tf.function(jit_compile=True)), Keras's "
+                             "layer included, as Keras's jit_compile does (TensorFlow only: JAX always compiles)")
     parser.add_argument("--memory", action="store_true",
                         help="also measure peak memory per implementation (CPU: one subprocess per implementation; "
                              "TensorFlow only)")
@@ -105,6 +108,8 @@ def _check_jax(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(JAX_MISSING)
     if args.memory or args.tflite or args.tflite_int8:
         parser.error("--memory, --tflite and --tflite-int8 measure TensorFlow only: run them with --backend tensorflow")
+    if args.jit:
+        parser.error("--jit compiles TensorFlow's steps with XLA; --backend jax always compiles with XLA")
     if args.device == "gpu":
         from keras_tconv.benchmark import jax_impls
 
@@ -128,7 +133,8 @@ def _platform_lines(args: argparse.Namespace) -> list[str]:
     """The header's backend and device lines."""
     versions = f"Keras {keras.__version__}, Python {platform.python_version()}, float32"
     if args.backend == "tensorflow":
-        return ["- backend: tensorflow (tf.function)",
+        compiled = "tf.function(jit_compile=True): XLA" if args.jit else "tf.function"
+        return [f"- backend: tensorflow ({compiled})",
                 f"- device: {_tf_device(args.device)}; TensorFlow {tf.__version__}, {versions}"]
     import jax
 
@@ -217,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         tflite_threads=args.tflite_threads,
         tflite_int8=args.tflite_int8,
         seed=args.seed,
+        jit=args.jit,
     )
     started, start = datetime.datetime.now(), time.perf_counter()
     rows = []

@@ -44,6 +44,7 @@ import tensorflow as tf
 from keras_tconv import SegregatedConv2DTranspose
 from keras_tconv.benchmark.suites import Shape
 from keras_tconv.ops import registry
+from keras_tconv.ops.choosing import tuning
 from keras_tconv.ops.platform import cpu_kernel_library
 
 # Keras's layer, then every implementation of the registry, auto last.
@@ -132,6 +133,7 @@ class Case:
     first_call_s: dict[str, float]
     sync: Callable[[object], None]
     kernels: str
+    xla_picks: str | None = None
 
     def _ops(self, name: str) -> list:
         return self.functions[name].get_concrete_function(*self.args[name]).graph.get_operations()
@@ -153,7 +155,10 @@ class Case:
 
     def auto_picks(self) -> str:
         """The implementation ``auto`` ran, read off the traced graphs (:func:`auto_picks`), plus ", kernel
-        gradient EXPLICIT" where it measured Eigen's kernel gradient faster (under oneDNN)."""
+        gradient EXPLICIT" where it measured Eigen's kernel gradient faster (under oneDNN); under XLA
+        ``auto``'s own choices (:func:`auto_choices`), since its gradient may differ from its forward's."""
+        if self.xla_picks is not None:
+            return self.xla_picks
         picks = auto_picks({impl: self.op_types(impl) for impl in self.implementations})
         if picks and self.kernel_gradient_paddings("auto") != self.kernel_gradient_paddings(picks):
             picks += ", kernel gradient EXPLICIT"
@@ -198,9 +203,9 @@ def ceiling_weights(shape: Shape, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return kernel, rng.standard_normal((shape.filters,), dtype=np.float32)
 
 
-def _step_function(call: Callable, variables: list, mode: str) -> tf.types.experimental.GenericFunction:
+def _step_function(call: Callable, variables: list, mode: str, jit: bool) -> tf.types.experimental.GenericFunction:
     if mode == "forward":
-        return tf.function(call)
+        return tf.function(call, jit_compile=jit or None)
 
     def train_step(x, cotangent):
         with tf.GradientTape() as tape:
@@ -211,21 +216,23 @@ def _step_function(call: Callable, variables: list, mode: str) -> tf.types.exper
             loss = tf.reduce_sum(call(x) * cotangent)
         return [loss, *tape.gradient(loss, [x, *variables])]
 
-    return tf.function(train_step)
+    return tf.function(train_step, jit_compile=jit or None)
 
 
 def traced_step(
-    call: Callable, variables: list, mode: str, args: tuple
+    call: Callable, variables: list, mode: str, args: tuple, jit: bool = False
 ) -> tuple[tf.types.experimental.GenericFunction, float]:
     """The ``tf.function`` of one step of ``call`` (``x -> y``, differentiated
-    with respect to ``x`` and ``variables`` in ``train`` mode), traced for
-    ``args`` and called once, and how long that first call took.
+    with respect to ``x`` and ``variables`` in ``train`` mode), compiled by
+    XLA if ``jit``, traced for ``args`` and called once, and how long that
+    first call took.
 
-    The first call traces (and, for auto, measures its candidates): what a
-    model pays once per layer geometry before its first result.
+    The first call traces (and, for auto, measures its candidates; under XLA
+    also compiles): what a model pays once per layer geometry before its
+    first result.
     """
     start = time.perf_counter()
-    function = _step_function(call, variables, mode)
+    function = _step_function(call, variables, mode, jit)
     function.get_concrete_function(*args)
     tf.nest.map_structure(lambda t: t.numpy(), function(*args))
     return function, time.perf_counter() - start
@@ -240,13 +247,29 @@ def _ceiling(shape: Shape, seed: int) -> tuple[Callable, list]:
     return conv, [kernel, bias]
 
 
-def build_case(shape: Shape, mode: str, impls: tuple[str, ...], device: str, seed: int = 0) -> Case:
+def auto_choices(layer, mode: str) -> str:
+    """The lowering the ``auto`` layer ran, from the layer and, in ``train``
+    mode, the gradient's from ``auto``'s choices in this process (where the
+    backend chooses the gradient separately): "" if it did not run."""
+    if layer is None:
+        return ""
+    picks = layer.chosen_implementation or ""
+    gradient = next((c.implementation for c in tuning.choices() if c.key.endswith(" gradient")), None)
+    return f"{picks}, gradient {gradient}" if mode == "train" and gradient else picks
+
+
+def build_case(
+    shape: Shape, mode: str, impls: tuple[str, ...], device: str, seed: int = 0, jit: bool = False
+) -> Case:
     """Layers, inputs and traced step functions of ``impls``, the ceiling and
-    the empty call.
+    the empty call; with ``jit``, every step (Keras's layer and the ceiling
+    included) compiled by XLA.
 
     Everything is created under ``device`` (a TensorFlow device string such as
     ``"/CPU:0"``); each function is traced here, once, so timing never traces.
     """
+    # Under XLA auto's choices are read back from tuning.choices(): forget those of earlier cases.
+    tuning.clear_memory()
     with tf.device(device):
         layer_args, ceiling_args = (tuple(tf.constant(a) for a in arrays) for arrays in step_inputs(shape, mode, seed))
         layers = build_layers(shape, impls, seed)
@@ -255,13 +278,14 @@ def build_case(shape: Shape, mode: str, impls: tuple[str, ...], device: str, see
         args = {name: ceiling_args if name == CEILING else layer_args for name in calls}
         run, functions, first_call_s = {}, {}, {}
         for name, (call, variables) in calls.items():
-            functions[name], first_call_s[name] = traced_step(call, variables, mode, args[name])
+            functions[name], first_call_s[name] = traced_step(call, variables, mode, args[name], jit)
             run[name] = bind(functions[name], args[name])
         empty = tf.function(lambda *inputs: inputs[0])
         empty.get_concrete_function(*layer_args)
         functions[EMPTY_CALL], args[EMPTY_CALL], run[EMPTY_CALL] = empty, layer_args, bind(empty, layer_args)
     return Case(implementations=impls, run=run, functions=functions, args=args, first_call_s=first_call_s,
-                sync=sync_for(device), kernels=kernels(device))
+                sync=sync_for(device), kernels=f"XLA {device.strip('/').split(':')[0]}" if jit else kernels(device),
+                xla_picks=auto_choices(layers.get("auto"), mode) if jit else None)
 
 
 def bind(function: Callable, args: tuple) -> Callable[[], object]:

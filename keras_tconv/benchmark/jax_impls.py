@@ -183,15 +183,6 @@ def _sync_for(tf_sync: Callable[[object], None]) -> Callable[[object], None]:
     return sync
 
 
-def _auto_picks(layer, mode: str) -> str:
-    """What :meth:`JaxCase.auto_picks` reports for the ``auto`` layer (None if it did not run)."""
-    if layer is None:
-        return ""
-    picks = layer.chosen_implementation or ""
-    gradient = next((c.implementation for c in tuning.choices() if c.key.endswith(" gradient")), None)
-    return f"{picks}, gradient {gradient}" if mode == "train" and gradient else picks
-
-
 def build_case(shape: Shape, mode: str, implementations: tuple[str, ...], device: str, seed: int = 0) -> JaxCase:
     """Layers, inputs and compiled step functions of ``implementations``, :data:`KERAS_TF`,
     the ceiling and the empty call, on ``device`` (``"cpu"`` or ``"gpu"``).
@@ -229,5 +220,5 @@ def build_case(shape: Shape, mode: str, implementations: tuple[str, ...], device
         implementations=(*implementations, KERAS_TF), run=run, functions=functions, args=args,
         first_call_s=first_call_s, sync=_sync_for(impls.sync_for(tf_device)),
         kernels=f"XLA {target.platform.upper()}", tf_kernels=impls.kernels(tf_device),
-        picks=_auto_picks(layers.get("auto"), mode), trace_counts=trace_counts,
+        picks=impls.auto_choices(layers.get("auto"), mode), trace_counts=trace_counts,
     )

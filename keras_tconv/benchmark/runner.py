@@ -2,7 +2,7 @@
 
 For every shape and mode, all implementations and the dense-conv ceiling are
 built, traced, checked against Keras and then timed together
-(:func:`keras_tconv.benchmark.timing.measure`). Peak memory (optional) is
+(:func:`keras_tconv.timing.measure`). Peak memory (optional) is
 measured before any timing on CPU, since its subprocesses would disturb the
 timings, and right after each shape's timing on GPU. TFLite (optional) runs
 last.
@@ -21,7 +21,7 @@ from typing import Callable
 
 from keras_tconv.benchmark import impls, memory, tflite
 from keras_tconv.benchmark.suites import Shape
-from keras_tconv.benchmark.timing import Timing, measure
+from keras_tconv.timing import Timing, measure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Options:
     tflite_threads: int
     tflite_int8: bool
     seed: int
+    jit: bool = False
 
 
 def _layer_columns(shape: Shape) -> dict:
@@ -71,7 +72,7 @@ def _build_case(shape: Shape, mode: str, options: Options, device: str):
         from keras_tconv.benchmark import jax_impls
 
         return jax_impls.build_case(shape, mode, options.implementations, options.device, options.seed)
-    return impls.build_case(shape, mode, options.implementations, device, options.seed)
+    return impls.build_case(shape, mode, options.implementations, device, options.seed, options.jit)
 
 
 def time_shape(shape: Shape, mode: str, options: Options, device: str, cpu_peaks: dict) -> list[dict]:

@@ -34,7 +34,7 @@ from tensorflow.lite.python import schema_py_generated as schema
 from keras_tconv import lowering_target
 from keras_tconv.benchmark import BENCH_EXTRA, impls
 from keras_tconv.benchmark.suites import Shape
-from keras_tconv.benchmark.timing import Timing, measure
+from keras_tconv.timing import Timing, measure
 
 if TYPE_CHECKING:
     from ai_edge_litert.interpreter import Interpreter

@@ -71,6 +71,18 @@ def test_quick_suite_both_modes_and_tflite(tmp_path):
     assert (tmp_path / "speedup.png").read_bytes().startswith(PNG_MAGIC)
 
 
+def test_jit_compiles_every_implementation_with_xla(tmp_path):
+    """``--jit``: every step (Keras's layer and the ceiling too) compiled by
+    XLA, said in the header and the rows; auto's pick names its gradient's."""
+    assert cli.main([*FAST, "--mode", "train", "--jit", "--shapes", "tiny_k3_outpad", "--out", str(tmp_path)]) == 0
+    rows = _rows(tmp_path)
+    assert {row["impl"] for row in rows} == set(IMPLEMENTATIONS)
+    assert {row["kernels"] for row in rows} == {"XLA CPU"}
+    assert all(float(row["max_rel_err"]) < 1e-4 for row in rows if row["impl"] != "zero_insertion")
+    assert "gradient " in rows[0]["auto_picks"]
+    assert "- backend: tensorflow (tf.function(jit_compile=True): XLA)" in (tmp_path / "results.md").read_text()
+
+
 def test_list_and_bad_arguments(capsys):
     assert cli.main(["--suite", "models", "--list"]) == 0
     listed = capsys.readouterr().out.splitlines()
@@ -87,6 +99,10 @@ def test_list_and_bad_arguments(capsys):
         cli.main(["--backend", "jax", "--memory", "--list"])
     expected = "measure TensorFlow only" if importlib.util.find_spec("jax") else "needs JAX"
     assert expected in capsys.readouterr().err
+    if importlib.util.find_spec("jax"):
+        with pytest.raises(SystemExit):
+            cli.main(["--backend", "jax", "--jit", "--list"])
+        assert "always compiles with XLA" in capsys.readouterr().err
 
 
 @pytest.mark.slow

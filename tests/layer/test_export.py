@@ -206,10 +206,12 @@ def test_tflite_batch_one(exported, implementation, tmp_path):
 
 def test_litert_target_keeps_auto_off_tensorflows_kernel(tmp_path, monkeypatch):
     """A 64 -> 1 layer, where ``auto`` runs TensorFlow's own kernel in TensorFlow
-    (the default static rule's pick, whatever the fitted rule of this kernel
-    library says), converts without TRANSPOSE_CONV when exported under
+    (a static rule that picks it everywhere, whatever the fitted rule of this
+    kernel library says), converts without TRANSPOSE_CONV when exported under
     ``lowering_target("litert")``."""
-    monkeypatch.setitem(auto.RULES, auto.cpu_kernel_library(), auto.StaticRule())
+    picks = dict.fromkeys(("exact_wide_pick", "exact_narrow_pick", "many_taps_pick", "rest_pick"), "native")
+    rule = auto.StaticRule(min_channels=16, wide_channels=256, min_work=0, **picks)
+    monkeypatch.setitem(auto.RULES, auto.cpu_kernel_library(), rule)
     model = keras.Sequential([keras.Input((5, 4, 64)), SegregatedConv2DTranspose(1, 5, strides=2, padding="same")])
     x = np.random.default_rng(2).standard_normal((1, 5, 4, 64)).astype("float32")
     y = np.asarray(model(x))

@@ -3,6 +3,7 @@ and its switch to TensorFlow's kernel for few rows of work."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -16,8 +17,8 @@ from keras_tconv.ops.phases import plan_axes
 # (kernel, stride, padding, filters, in_channels) -> choice for TensorFlow, choice for LiteRT.
 # The layers are those of the benchmark's models and paper suites that the rule's docstring cites.
 CASES = [
-    ((5, 5), 2, "same", 1, 64, "native", "unified"),  # TF DCGAN 64 -> 1
-    ((4, 4), 2, "same", 3, 64, "native", "unified"),  # DCGAN to RGB
+    ((5, 5), 2, "same", 1, 64, "unified", "unified"),  # TF DCGAN 64 -> 1
+    ((4, 4), 2, "same", 3, 64, "unified", "unified"),  # DCGAN to RGB
     ((4, 4), 2, "same", 256, 512, "rows", "unified"),  # DCGAN 512 -> 256
     ((2, 2), 2, "same", 32, 64, "rows", "unified"),  # U-Net k=2
     ((4, 4), 2, "same", 3, 3, "unified", "unified"),  # RGB 3 -> 3, no wasted tap
@@ -37,11 +38,17 @@ def _choose(kernel, stride, padding, filters, channels):
     return choose_implementation(shape, *plan_axes(shape, stride, padding, None))
 
 
+# A rule with a different pick on every branch, so that the cases below check the decision list itself,
+# whatever the fitted per-library rules say.
+EVERY_BRANCH = StaticRule(
+    min_channels=16, wide_channels=256, min_work=2**15, exact_wide_pick="rows", exact_narrow_pick="unified",
+    many_taps_pick="split", rest_pick="native",
+)
+
+
 @pytest.fixture(autouse=True)
-def default_rule(monkeypatch):
-    """The cases below check the decision list with its default parameters,
-    whatever the fitted per-library rules say."""
-    monkeypatch.setitem(auto.RULES, auto.cpu_kernel_library(), StaticRule())
+def every_branch_rule(monkeypatch):
+    monkeypatch.setitem(auto.RULES, auto.cpu_kernel_library(), EVERY_BRANCH)
 
 
 @pytest.mark.parametrize("kernel,stride,padding,filters,channels,tensorflow,litert", CASES)
@@ -84,12 +91,12 @@ def test_target_is_per_thread_and_restored_after_errors():
     seen = []
     with pytest.raises(RuntimeError):
         with lowering_target("litert"):
-            worker = threading.Thread(target=lambda: seen.append(_choose((5, 5), 2, "same", 1, 64)))
+            worker = threading.Thread(target=lambda: seen.append(_choose((3, 3), 2, "same", 32, 64)))
             worker.start()
             worker.join()
             raise RuntimeError("boom")
-    assert seen == ["native"]  # another thread keeps the default target
-    assert _choose((5, 5), 2, "same", 1, 64) == "native"
+    assert seen == ["native"]  # another thread keeps the default target (LiteRT's pick: split)
+    assert _choose((3, 3), 2, "same", 32, 64) == "native"
 
 
 def test_unknown_target_is_rejected():
@@ -99,7 +106,7 @@ def test_unknown_target_is_rejected():
 
 
 def test_native_below_rows():
-    rule = StaticRule()
+    rule = EVERY_BRANCH
     assert rule.native_below_rows((4, 4, 256, 512), "rows") == 128  # 2**15 / 256
     assert rule.native_below_rows((5, 5, 64, 128), "split") == 512
     assert rule.native_below_rows((4, 4, 3, 3), "unified") == 0  # small kernels: never worth it
@@ -111,7 +118,7 @@ def test_rule_per_kernel_library():
     shape = (3, 3, 32, 64)
     plans = plan_axes(shape, 2, "same", None)
     for pick in ("unified", "split"):
-        auto.RULES[auto.cpu_kernel_library()] = StaticRule(rest_pick=pick)
+        auto.RULES[auto.cpu_kernel_library()] = dataclasses.replace(EVERY_BRANCH, rest_pick=pick)
         assert choose_implementation(shape, *plans) == pick
 
 

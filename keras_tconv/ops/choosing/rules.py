@@ -8,11 +8,11 @@ graph runs, so the rule has two *lowering targets*, chosen with
 :func:`lowering_target` while a model is traced:
 
 ``"tensorflow"`` (the default)
-    The graph runs on TensorFlow's own kernels: :class:`StaticRule`, a
-    decision list whose thresholds and picks are fitted per CPU kernel
-    library (:data:`RULES`) on a seeded random sample of realistic layers.
-    Its defaults are the rule first derived by hand on the benchmark's named
-    suites (Eigen, AVX2), which lost on the random sample.
+    The graph runs on TensorFlow's own kernels: on a CPU :class:`StaticRule`,
+    a decision list whose thresholds and picks are fitted per CPU kernel
+    library (:data:`RULES`, read from :data:`FITTED_RULES_FILE`) on a seeded
+    random sample of realistic layers; on a GPU ``native`` (no CPU rule
+    decides for a GPU).
 
 ``"litert"``
     The graph is converted to TensorFlow Lite / LiteRT in float. There
@@ -40,6 +40,8 @@ import contextlib
 import contextvars
 import dataclasses
 import functools
+import json
+from importlib import resources
 
 from keras_tconv.ops.phases import AxisPlan, stacked_window
 from keras_tconv.ops.platform import cpu_kernel_library
@@ -53,43 +55,35 @@ LITERT_INT8_FEW_FILTERS = 3
 
 @dataclasses.dataclass(frozen=True)
 class StaticRule:
-    """The decision list of the ``"tensorflow"`` target, with its thresholds
-    and the lowering of each branch as parameters (fitted per CPU kernel
-    library by ``tools/fit_static_rule.py``).
+    """The decision list of the ``"tensorflow"`` target on a CPU, with its
+    thresholds and the lowering of each branch as parameters, fitted per CPU
+    kernel library by ``tools/fit_static_rule.py`` (:data:`RULES`).
 
     Branches, first match wins:
 
-    1. ``filters <= few_filters`` from ``channels >= min_channels``:
-       ``few_filters_pick``.
-    2. No stacked tap wasted (every stride divides its kernel) or fewer than
+    1. No stacked tap wasted (every stride divides its kernel) or fewer than
        ``min_channels`` filters or input channels: ``exact_wide_pick`` with
        ``min_channels`` or more filters, else ``exact_narrow_pick``.
-    3. Every phase keeps two taps per axis, or ``wide_channels`` or more
+    2. Every phase keeps two taps per axis, or ``wide_channels`` or more
        channels: ``many_taps_pick``.
-    4. Otherwise (k=3, s=2 and alike, with a 1-tap phase): ``rest_pick``.
+    3. Otherwise (k=3, s=2 and alike, with a 1-tap phase): ``rest_pick``.
 
     A segregated pick with known rows of work (batch x height x width) below
     ``min_work / min(filters, channels)`` gives way to ``native``
     (:meth:`native_below_rows`).
     """
 
-    few_filters: int = 4
-    min_channels: int = 16
-    wide_channels: int = 256
-    min_work: int = 2**15
-    few_filters_pick: str = "native"
-    exact_wide_pick: str = "rows"
-    exact_narrow_pick: str = "unified"
-    many_taps_pick: str = "split"
-    rest_pick: str = "native"
+    min_channels: int
+    wide_channels: int
+    min_work: int
+    exact_wide_pick: str
+    exact_narrow_pick: str
+    many_taps_pick: str
+    rest_pick: str
 
     def by_shape(self, kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan) -> str:
         filters, channels = kernel_shape[2:]
-        exact = stacked_waste(plan_h, plan_w) <= 1.0
-        narrow = min(filters, channels) < self.min_channels
-        if filters <= self.few_filters and channels >= self.min_channels:
-            return self.few_filters_pick
-        if exact or narrow:
+        if stacked_waste(plan_h, plan_w) <= 1.0 or min(filters, channels) < self.min_channels:
             return self.exact_wide_pick if filters >= self.min_channels else self.exact_narrow_pick
         if min(_fewest_taps(plan_h), _fewest_taps(plan_w)) >= 2 or min(filters, channels) >= self.wide_channels:
             return self.many_taps_pick
@@ -116,19 +110,17 @@ class StaticRule:
         return choice
 
 
-# Fitted per CPU kernel library by tools/fit_static_rule.py on the benchmark's
-# "sample" suite (results in docs/benchmarks/sample_*): most random layers are
-# fastest on TensorFlow's own kernel, and the rule leaves it only where the
-# sample says a segregated lowering wins.
-RULES = {
-    "Eigen": StaticRule(
-        few_filters=0, min_channels=8, wide_channels=128, min_work=2**13, exact_wide_pick="native",
-        exact_narrow_pick="native", many_taps_pick="native", rest_pick="rows",
-    ),
-    "oneDNN": StaticRule(
-        few_filters=0, wide_channels=128, min_work=0, exact_wide_pick="native", many_taps_pick="native",
-    ),
-}
+# The fitted rules, as tools/fit_static_rule.py writes them from the benchmark's
+# "sample" suite (results in docs/benchmarks/sample_*).
+FITTED_RULES_FILE = "static_rules.json"
+
+
+def read_rules(text: str) -> dict[str, StaticRule]:
+    """The rules of a :data:`FITTED_RULES_FILE`'s ``text``, by CPU kernel library."""
+    return {library: StaticRule(**entry["rule"]) for library, entry in json.loads(text)["rules"].items()}
+
+
+RULES = read_rules(resources.files(__package__).joinpath(FITTED_RULES_FILE).read_text())
 
 _target = contextvars.ContextVar("keras_tconv_lowering_target", default="tensorflow")
 
@@ -184,14 +176,30 @@ def jax_rule(plan_h: AxisPlan, plan_w: AxisPlan) -> str:
 
 
 def choose_implementation(
-    kernel_shape, plan_h: AxisPlan, plan_w: AxisPlan, batch=None, height=None, width=None, backend: str = "tensorflow"
+    kernel_shape,
+    plan_h: AxisPlan,
+    plan_w: AxisPlan,
+    batch=None,
+    height=None,
+    width=None,
+    backend: str = "tensorflow",
+    device: str = "",
 ) -> str:
     """The static rule's lowering for a kernel ``(kh, kw, filters,
     in_channels)`` under the current :func:`lowering_target` (TensorFlow) or
-    on ``backend="jax"``, given the input's batch and spatial size where known."""
+    on ``backend="jax"``, given the input's batch and spatial size where known.
+
+    ``device`` is the cache-key name of where the layer runs
+    (:func:`keras_tconv.ops.tensorflow.tuning.device_name`): on a GPU
+    (``"GPU ..."``) the TensorFlow target's rule is ``native``, since the CPU
+    rules are fitted on CPU kernel libraries and cuDNN runs Keras's layer
+    near the speed of a dense convolution; only a GPU measurement (from the
+    tuning cache) replaces it."""
     if backend == "jax":
         return jax_rule(plan_h, plan_w)
     target = _target.get()
+    if target == "tensorflow" and device.startswith("GPU"):
+        return "native"
     if target != "tensorflow":
         filters, channels = kernel_shape[2:]
         exact = stacked_waste(plan_h, plan_w) <= 1.0

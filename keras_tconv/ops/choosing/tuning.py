@@ -48,13 +48,13 @@ import functools
 import json
 import logging
 import os
-import statistics
 import tempfile
 import threading
 import time
 from pathlib import Path
-
 from typing import Callable, ContextManager
+
+from keras_tconv import timing
 
 log = logging.getLogger("keras_tconv")
 
@@ -62,8 +62,10 @@ REPRESENTATIVE_BATCH = 16
 # Output values (2**23: 32 MB of float32) above which a layer is measured at a
 # smaller batch, so that measuring stays within the budget.
 MAX_MEASURED_OUTPUT = 2**23
-# Wall-clock budget of one geometry's measurement, tracing included.
+# Wall-clock budget of one geometry's measurement, tracing included, and for
+# candidates that are compiled (by XLA) before their first run.
 BUDGET_S = 0.6
+COMPILED_BUDGET_S = 1.2
 MAX_ROUNDS = 15
 # A candidate replaces TensorFlow's kernel only when its median is this much
 # faster, or more if the rounds' spread says the noise is larger.
@@ -214,8 +216,9 @@ def pick(times: dict, spreads: dict, batches: tuple, baseline: str = "native") -
 
 
 def _measure(factories: dict, batches: tuple, budget_s: float = BUDGET_S) -> tuple[dict, dict]:
-    """Interleaved rounds of the candidates at every batch within ``budget_s``;
-    per candidate and batch, the median seconds per call and the relative IQR.
+    """Interleaved rounds of the candidates at every batch within ``budget_s``
+    (ordered, sampled and summarised by :mod:`keras_tconv.timing`); per
+    candidate and batch, the median seconds per call and the relative IQR.
 
     ``factories[impl]()`` builds (and traces) a candidate's runner. Candidates
     are built and run once at each batch (warm-up) in their order until half
@@ -236,26 +239,20 @@ def _measure(factories: dict, batches: tuple, budget_s: float = BUDGET_S) -> tup
             runners[impl](b)
             elapsed = time.perf_counter() - t0
             samples[impl][b] = [elapsed] if elapsed > budget_s / 4 else []
-    for rounds in range(MAX_ROUNDS):
-        spent = time.perf_counter() - start >= budget_s
-        order = list(runners) if rounds % 2 == 0 else list(reversed(runners))
-        todo = [(impl, b) for impl in order for b in batches if not (spent and samples[impl][b])]
-        if not todo:
-            break
-        for impl, b in todo:
-            t0 = time.perf_counter()
-            runners[impl](b)
-            samples[impl][b].append(time.perf_counter() - t0)
-    medians, spreads = {}, {}
-    for impl, by_batch in samples.items():
-        medians[impl], spreads[impl] = {}, {}
-        for b, values in by_batch.items():
-            medians[impl][b] = median = statistics.median(values)
-            if len(values) > 1 and median:
-                q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
-                spreads[impl][b] = (q3 - q1) / median
-            else:
-                spreads[impl][b] = 0.0
+    with timing.gc_paused():
+        for round_index in range(MAX_ROUNDS):
+            spent = time.perf_counter() - start >= budget_s
+            order = timing.rotation(list(runners), round_index)
+            todo = [(impl, b) for impl in order for b in batches if not (spent and samples[impl][b])]
+            if not todo:
+                break
+            for impl, b in todo:
+                t0 = time.perf_counter()
+                runners[impl](b)
+                samples[impl][b].append(time.perf_counter() - t0)
+    summaries = {impl: {b: timing.summarize(values) for b, values in by_batch.items()} for impl, by_batch in samples.items()}
+    medians = {impl: {b: t.median_s for b, t in by_batch.items()} for impl, by_batch in summaries.items()}
+    spreads = {impl: {b: t.spread for b, t in by_batch.items()} for impl, by_batch in summaries.items()}
     return medians, spreads
 
 

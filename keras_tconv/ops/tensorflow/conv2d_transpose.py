@@ -42,23 +42,57 @@ def _forward(implementation: str, plan_h: AxisPlan, plan_w: AxisPlan, activation
     )
 
 
-def _with_adjoint_gradient(forward, plan_h: AxisPlan, plan_w: AxisPlan, activation: str | None, kernel_gradient_form=None):
-    """``forward`` as one op whose gradient is the adjoint strided correlation.
+def _segregated_gradient(lowering: str, dy, x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
+    """``(dx, dkernel)`` as the derivative of the segregated ``lowering``
+    (without bias and activation), for a gradient compiled by XLA: stride-1
+    correlations of the cotangent's phases with the input for the kernel (a
+    matrix product per tap, :func:`lowerings.correlation_by_taps`), and of
+    the cotangent with the sub-kernels for the input.
+
+    Built with ``tf.gradients``, since it runs inside graphs only (XLA
+    compiles graphs) and, unlike a tape, records there while an outer
+    gradient is being built. The forward it differentiates is unused, and
+    graph pruning (or XLA) drops it.
+    """
+    y = lowerings.interleave(
+        lowerings.SEGREGATED[lowering](x, kernel, None, plan_h, plan_w, correlate=lowerings.correlation_by_taps),
+        plan_h,
+        plan_w,
+    )
+    return tf.gradients(y, [x, kernel], grad_ys=dy)
+
+
+def _adjoint_gradient(dy, x, kernel, plan_h: AxisPlan, plan_w: AxisPlan, form: str = "native"):
+    """``(dx, dkernel)`` by TensorFlow's two kernels (:mod:`gradients`), the
+    kernel gradient in padding ``form``."""
+    dx = gradients.input_gradient(dy, kernel, x, plan_h, plan_w)
+    return dx, gradients.kernel_gradient(dy, x, tf.shape(kernel), plan_h, plan_w, form=form)
+
+
+def _with_adjoint_gradient(forward, plan_h: AxisPlan, plan_w: AxisPlan, activation: str | None,
+                           kernel_gradient_form=None, gradient_lowering=None):
+    """``forward`` as one op with its own gradient, by default the adjoint strided correlation.
 
     Differentiating ``s*s`` phase convolutions, gathers and an interleave
-    costs more than the two single convolutions TensorFlow uses for its own
-    Conv2DTranspose, so the gradient runs those
-    (:mod:`keras_tconv.ops.tensorflow.gradients`, which also routes around TensorFlow's
-    defects): the activation's gradient from the output (TensorFlow's own
-    ``ReluGrad``/``TanhGrad``), the input gradient, one strided ``conv2d``
-    of the cotangent with the kernel, and the kernel gradient, one
-    ``Conv2DBackpropFilter``. The same gradient serves ``native``, so that
-    it, too, avoids the defective kernels. An empty input or output has
-    zero gradients (TensorFlow's kernels return uninitialised memory there).
-    ``kernel_gradient_form()``, if given, names the kernel gradient's padding
-    form (one of :data:`gradients.KERNEL_GRADIENT_FORMS`, else ``"native"``);
-    it is asked only when a gradient is built, so that only layers that are
-    differentiated measure it.
+    costs more on TensorFlow's kernels than the two single convolutions
+    TensorFlow uses for its own Conv2DTranspose, so the gradient runs those
+    (:func:`_adjoint_gradient`; :mod:`keras_tconv.ops.tensorflow.gradients`
+    also routes around TensorFlow's defects): after the activation's
+    gradient from the output (TensorFlow's own ``ReluGrad``/``TanhGrad``),
+    the input gradient, one strided ``conv2d`` of the cotangent with the
+    kernel, and the kernel gradient, one ``Conv2DBackpropFilter``. The same
+    gradient serves ``native``, so that it, too, avoids the defective
+    kernels. An empty input or output has zero gradients (TensorFlow's
+    kernels return uninitialised memory there).
+
+    Both callables are asked only when a gradient is built, so that only
+    layers that are differentiated measure them. ``kernel_gradient_form()``
+    names the adjoint kernel gradient's padding form (one of
+    :data:`gradients.KERNEL_GRADIENT_FORMS`; default ``"native"``);
+    ``gradient_lowering()`` names the gradient's lowering: ``"native"`` (the
+    adjoint, the default) or a segregated lowering, whose derivative
+    :func:`_segregated_gradient` runs instead (under XLA, where that can be
+    faster).
     """
     act_grad = FUSED_ACTIVATIONS[activation][1]
 
@@ -71,9 +105,12 @@ def _with_adjoint_gradient(forward, plan_h: AxisPlan, plan_w: AxisPlan, activati
             dbias = [tf.reduce_sum(dy, axis=(0, 1, 2))] if bias else []
             if x.shape.num_elements() == 0 or y.shape.num_elements() == 0:
                 return [tf.zeros_like(x), tf.zeros_like(kernel)] + dbias
-            dx = gradients.input_gradient(dy, kernel, x, plan_h, plan_w)
-            form = kernel_gradient_form() if kernel_gradient_form else "native"
-            dkernel = gradients.kernel_gradient(dy, x, tf.shape(kernel), plan_h, plan_w, form=form)
+            lowering = gradient_lowering() if gradient_lowering else "native"
+            if lowering in lowerings.SEGREGATED:
+                dx, dkernel = _segregated_gradient(lowering, dy, x, kernel, plan_h, plan_w)
+            else:
+                form = kernel_gradient_form() if kernel_gradient_form else "native"
+                dx, dkernel = _adjoint_gradient(dy, x, kernel, plan_h, plan_w, form)
             return [dx, dkernel] + dbias
 
         return y, grad
@@ -113,13 +150,14 @@ def _output_may_be_empty(plans, lengths) -> bool | None:
     return None if maybe else False
 
 
-def _traced_runner(function, args_by_batch: dict):
+def _traced_runner(function, args_by_batch: dict, xla: bool = False):
     """A runner for :func:`tuning.choose`: ``function`` traced (without
-    autograph: it is plain graph code, and converting it costs seconds) for
-    each batch's arguments here, so that timing its first run leaves tracing
-    out; ``run(n)`` calls it on batch ``n``'s arguments and, on a GPU, waits
-    for the result, so that measured times are complete."""
-    function = tf.function(function, autograph=False)
+    autograph: it is plain graph code, and converting it costs seconds), and
+    compiled by XLA if ``xla``, for each batch's arguments here, so that
+    timing its first run leaves tracing out; ``run(n)`` calls it on batch
+    ``n``'s arguments and, on a GPU, waits for the result, so that measured
+    times are complete."""
+    function = tf.function(function, autograph=False, jit_compile=xla or None)
     for args in args_by_batch.values():
         function.get_concrete_function(*args)
     if not tf.config.list_physical_devices("GPU"):
@@ -138,12 +176,19 @@ def _measurable(x) -> bool:
     return lowering_target_name() == "tensorflow" and None not in x.shape[1:3]
 
 
-def _auto(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> tuning.Choice:
+def _random_like(shape, dtype, batch: int):
+    return tf.random.normal((batch, *shape[1:]), dtype=dtype)
+
+
+def _auto(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan, xla: bool) -> tuning.Choice:
     """``implementation="auto"``: measured on the device at hand
-    (:mod:`keras_tconv.ops.choosing.tuning`) where the spatial size is known and the
-    target is TensorFlow, else the static rule of :mod:`keras_tconv.ops.choosing.rules`."""
-    batch, height, width, channels = x.shape
-    static = choose_implementation(kernel.shape, plan_h, plan_w, batch, height, width)
+    (:mod:`keras_tconv.ops.choosing.tuning`), each candidate compiled by XLA
+    when the layer is (``xla``), where the spatial size is known and the
+    target is TensorFlow; else the static rule of
+    :mod:`keras_tconv.ops.choosing.rules`."""
+    batch, height, width, _ = x.shape
+    where = tf_tuning.where(tf_tuning.placement(x))
+    static = choose_implementation(kernel.shape, plan_h, plan_w, batch, height, width, device=where.device)
     if not _measurable(x):
         return tuning.Choice("", static, "static rule")
     key, batches = tuning.measurement(tuple(x.shape), x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w)
@@ -152,10 +197,18 @@ def _auto(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> tu
     def make_runner(implementation):
         k = tf.random.normal(kernel.shape, dtype=kernel.dtype)
         b = None if bias is None else tf.random.normal(bias.shape, dtype=bias.dtype)
-        args = {n: (tf.random.normal((n, height, width, channels), dtype=x.dtype), k, b) for n in batches}
-        return _traced_runner(_forward(implementation, plan_h, plan_w, activation), args)
+        args = {n: (_random_like(x.shape, x.dtype, n), k, b) for n in batches}
+        return _traced_runner(_forward(implementation, plan_h, plan_w, activation), args, xla)
 
-    return tuning.choose(key, candidates, make_runner, batches, static, tf_tuning.where(tf_tuning.placement(x)))
+    budget_s = tuning.COMPILED_BUDGET_S if xla else tuning.BUDGET_S
+    return tuning.choose(tf_tuning.key_for_compiler(key, xla), candidates, make_runner, batches, static, where, budget_s)
+
+
+def _gradient_arguments(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan, batches) -> dict:
+    """Random ``(dy, x)`` of the traced shapes at each measured batch."""
+    _, height, width, _ = x.shape
+    out_shape = (None, plan_h.geometry.output_length(height), plan_w.geometry.output_length(width), kernel.shape[2])
+    return {n: (_random_like(out_shape, x.dtype, n), _random_like(x.shape, x.dtype, n)) for n in batches}
 
 
 def _auto_kernel_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> str:
@@ -178,19 +231,12 @@ def _auto_kernel_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w:
     ):
         return "native"
     key, batches = tuning.measurement(tuple(x.shape), x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w)
-    _, height, width, channels = x.shape
-    out_h, out_w = plan_h.geometry.output_length(height), plan_w.geometry.output_length(width)
 
     def make_runner(form):
         gradient = functools.partial(
             gradients.kernel_gradient, kernel_shape=kernel.shape, plan_h=plan_h, plan_w=plan_w, form=form
         )
-        args = {
-            n: (tf.random.normal((n, out_h, out_w, kernel.shape[2]), dtype=x.dtype),
-                tf.random.normal((n, height, width, channels), dtype=x.dtype))
-            for n in batches
-        }
-        return _traced_runner(gradient, args)
+        return _traced_runner(gradient, _gradient_arguments(x, kernel, plan_h, plan_w, batches))
 
     # Half the forward's budget: a layer's first training step measures both.
     choice = tuning.choose(
@@ -201,6 +247,44 @@ def _auto_kernel_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w:
         "native",
         tf_tuning.where("CPU"),
         budget_s=tuning.BUDGET_S / 2,
+    )
+    return choice.implementation
+
+
+def _auto_xla_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan, forward: str) -> str:
+    """The gradient's lowering for ``implementation="auto"`` under XLA:
+    ``"native"`` (the adjoint: TensorFlow's strided ``conv2d`` and
+    ``Conv2DBackpropFilter``, as XLA compiles them, which is also Keras's
+    layer's gradient) or the derivative of one segregated lowering
+    (:func:`_segregated_gradient`; the ``forward`` pick if that is
+    segregated, else the JAX backend's rule), each compiled by XLA and
+    measured on the device at hand; ``"native"`` where nothing can be
+    measured. One segregated candidate, not three: XLA takes about a second
+    to compile each. Cached under the geometry's key plus ``XLA gradient``."""
+    if not _measurable(x):
+        return "native"
+    key, batches = tuning.measurement(tuple(x.shape), x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w)
+    segregated = forward if forward in lowerings.SEGREGATED else choose_implementation(
+        kernel.shape, plan_h, plan_w, backend="jax"
+    )
+
+    def make_runner(lowering):
+        if lowering in lowerings.SEGREGATED:
+            gradient = functools.partial(_segregated_gradient, lowering, plan_h=plan_h, plan_w=plan_w)
+        else:
+            gradient = functools.partial(_adjoint_gradient, plan_h=plan_h, plan_w=plan_w)
+        k = tf.random.normal(kernel.shape, dtype=kernel.dtype)
+        args = _gradient_arguments(x, kernel, plan_h, plan_w, batches)
+        return _traced_runner(gradient, {n: (dy, xn, k) for n, (dy, xn) in args.items()}, xla=True)
+
+    choice = tuning.choose(
+        f"{tf_tuning.key_for_compiler(key, True)} gradient",
+        ("native", segregated),
+        make_runner,
+        batches,
+        "native",
+        tf_tuning.where(tf_tuning.placement(x)),
+        budget_s=tuning.COMPILED_BUDGET_S,
     )
     return choice.implementation
 
@@ -273,7 +357,7 @@ def conv2d_transpose(
     if bias is not None:
         bias = tf.convert_to_tensor(bias, dtype=x.dtype)
 
-    kernel_gradient_form = None
+    kernel_gradient_form = gradient_lowering = None
     if x.shape[:3].num_elements() == 0:
         # An input known to be empty gets TensorFlow's kernel, as Keras runs
         # it: a phase convolution can have output blocks where the input has
@@ -281,8 +365,13 @@ def conv2d_transpose(
         # dimension size") and its fused Conv2D+BiasAdd kernel crashes on.
         implementation = "native"
     elif implementation == "auto":
-        implementation = _auto(x, kernel, bias, activation, plan_h, plan_w).implementation
-        kernel_gradient_form = functools.partial(_auto_kernel_gradient, x, kernel, bias, activation, plan_h, plan_w)
+        xla = tf_tuning.in_xla_context()
+        implementation = _auto(x, kernel, bias, activation, plan_h, plan_w, xla).implementation
+        layer = (x, kernel, bias, activation, plan_h, plan_w)
+        if xla:
+            gradient_lowering = functools.partial(_auto_xla_gradient, *layer, implementation)
+        else:
+            kernel_gradient_form = functools.partial(_auto_kernel_gradient, *layer)
     if on_choice is not None:
         on_choice(implementation)
     forward = _forward(implementation, plan_h, plan_w, activation)
@@ -290,7 +379,7 @@ def conv2d_transpose(
         # The baseline keeps the gradients TensorFlow registers for its ops.
         compute = lambda: forward(x, kernel, bias)  # noqa: E731
     else:
-        op = _with_adjoint_gradient(forward, plan_h, plan_w, activation, kernel_gradient_form)
+        op = _with_adjoint_gradient(forward, plan_h, plan_w, activation, kernel_gradient_form, gradient_lowering)
         compute = lambda: op(x, kernel) if bias is None else op(x, kernel, bias)  # noqa: E731
     empty = _output_may_be_empty((plan_h, plan_w), x.shape[1:3])
     if empty:

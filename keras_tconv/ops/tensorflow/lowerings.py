@@ -11,6 +11,10 @@ or one tensor ``(batch, Mh, Mw, sh*sw*filters)`` holding every phase.
 ``zero_insertion`` (the paper's baseline) and ``native`` (TensorFlow's own
 kernel) return the output ``(batch, out_h, out_w, filters)`` itself.
 
+Each segregated lowering runs its correlations through ``correlate``
+(default :func:`_padded_conv`; :func:`correlation_by_taps` for a gradient
+compiled by XLA).
+
 The bias is added to each convolution's own output, before the interleave:
 TensorFlow fuses a BiasAdd that follows a Conv2D into it, and the interleaved
 tensor is not traversed once more. The phase arithmetic the lowerings rely on
@@ -66,6 +70,50 @@ def _padded_conv(x, filters, bias, pads_h, pads_w):
         z = z if bias is None else tf.nn.bias_add(z, bias)
         return tf.reshape(z, tf.concat([tf.shape(x)[:3], [outputs]], axis=0))
     z = tf.nn.conv2d(x, filters, strides=1, padding=pads if padded else "VALID")
+    return z if bias is None else tf.nn.bias_add(z, bias)
+
+
+@tf.custom_gradient
+def _correlate_by_taps(x, filters):
+    """Stride-1 "VALID" ``tf.nn.conv2d`` whose kernel gradient is one matrix
+    product per tap (``x``'s window at that tap against the cotangent).
+
+    XLA on CPU compiles the kernel gradient of a convolution
+    (``Conv2DBackpropFilter``) of a small spatial size with many channels to
+    a slow loop; the per-tap products are dense matrix multiplications. The
+    input gradient stays ``Conv2DBackpropInput`` (stride 1), which XLA runs
+    as an ordinary convolution.
+    """
+    z = tf.nn.conv2d(x, filters, strides=1, padding="VALID")
+
+    def grad(dz):
+        kh, kw = filters.shape[:2]
+        out_h, out_w = tf.shape(dz)[1], tf.shape(dz)[2]
+        taps = [
+            tf.einsum("nhwc,nhwf->cf", x[:, i : i + out_h, j : j + out_w, :], dz)
+            for i in range(kh)
+            for j in range(kw)
+        ]
+        dfilters = tf.reshape(tf.stack(taps), filters.shape)
+        dx = tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=tf.shape(x), filter=filters, out_backprop=dz, strides=[1, 1, 1, 1], padding="VALID"
+        )
+        return dx, dfilters
+
+    return z, grad
+
+
+def correlation_by_taps(x, filters, bias, pads_h, pads_w):
+    """:func:`_padded_conv`'s correlation for a gradient compiled by XLA:
+    the padding by ``tf.pad`` (XLA on CPU runs the gradients of a padded
+    convolution on slow paths) and :func:`_correlate_by_taps`."""
+    (bh, ah), (bw, aw) = pads_h, pads_w
+    if min(bh, ah, bw, aw) < 0:
+        x = x[:, max(-bh, 0) : slice_stop(-ah), max(-bw, 0) : slice_stop(-aw), :]
+    pads = [[0, 0], [max(bh, 0), max(ah, 0)], [max(bw, 0), max(aw, 0)], [0, 0]]
+    if any(pads[1] + pads[2]):
+        x = tf.pad(x, pads)
+    z = _correlate_by_taps(x, filters)
     return z if bias is None else tf.nn.bias_add(z, bias)
 
 
@@ -143,7 +191,7 @@ def _fill_empty(outputs: list, bias) -> list:
     return [empty if y is None else y for y in outputs]
 
 
-def split(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
+def split(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan, correlate=_padded_conv):
     """One ``tf.nn.conv2d`` per phase with its exact sub-kernel.
 
     The paper's method, generalised: ``sh*sw`` convolutions whose sub-kernels
@@ -154,7 +202,7 @@ def split(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     kw = kernel.shape[1]
     taps = _conv_taps(kernel)
     outputs = [
-        None if phase is None else _padded_conv(x, _gather_taps(taps, phase[0]), bias, *phase[1:])
+        None if phase is None else correlate(x, _gather_taps(taps, phase[0]), bias, *phase[1:])
         for phase in phase_correlations(plan_h, plan_w, kw)
     ]
     outputs = _fill_empty(outputs, bias)
@@ -180,7 +228,7 @@ def _stacked_kernel(kernel, row_phases, row_window: tuple[int, int], plan_w: Axi
     return tf.reshape(stacked, (size_h, size_w, channels, index.shape[-1] * filters))
 
 
-def rows(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
+def rows(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan, correlate=_padded_conv):
     """One ``tf.nn.conv2d`` per row phase: exact along the height, stacked
     along the width.
 
@@ -194,7 +242,7 @@ def rows(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     low_w, size_w = union_window(plan_w)
     bias = None if bias is None else tf.tile(bias, [plan_w.stride])
     outputs = [
-        _padded_conv(
+        correlate(
             x,
             _stacked_kernel(kernel, [ph], (ph.offsets[0], len(ph.taps)), plan_w),
             bias,
@@ -208,7 +256,7 @@ def rows(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     return _fill_empty(outputs, bias)
 
 
-def unified(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
+def unified(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan, correlate=_padded_conv):
     """A single ``tf.nn.conv2d`` whose kernel stacks every phase's sub-kernel.
 
     The sub-kernels are placed, zero-filled, in the common window of all
@@ -223,7 +271,7 @@ def unified(x, kernel, bias, plan_h: AxisPlan, plan_w: AxisPlan):
     stacked = _stacked_kernel(kernel, plan_h.phases, window_h, plan_w)
     if bias is not None:
         bias = tf.tile(bias, [phases])
-    return [_padded_conv(x, stacked, bias, plan_h.window_padding(*window_h), plan_w.window_padding(*window_w))]
+    return [correlate(x, stacked, bias, plan_h.window_padding(*window_h), plan_w.window_padding(*window_w))]
 
 
 def _zero_insert(x, sh: int, sw: int):

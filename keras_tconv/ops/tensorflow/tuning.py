@@ -45,13 +45,21 @@ def _eagerly_on(device: str):
         yield
 
 
+def key_for_compiler(key: str, xla: bool) -> str:
+    """``key`` marked for a layer compiled by XLA: a model run both with and
+    without ``jit_compile`` gets a choice for each."""
+    return f"{key} XLA" if xla else key
+
+
 def where(device_hint: str = "") -> Where:
-    """The :class:`Where` of a layer traced now, placed as ``device_hint`` says."""
+    """The :class:`Where` of a layer traced now, placed as ``device_hint`` says.
+
+    Inside XLA compilation too ``auto`` may measure: the candidates are then
+    compiled by XLA on their own, outside the graph being traced."""
     device = device_name(device_hint)
     return Where(
         device=device,
         versions=f"tf{tf.__version__}",
-        can_measure=not in_xla_context(),
         deterministic=tf_config.is_op_determinism_enabled(),
         scope=lambda: _eagerly_on(device),
     )

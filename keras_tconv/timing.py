@@ -1,5 +1,10 @@
 """Interleaved wall-clock timing of several callables that do the same job.
 
+The one timing engine of the project: the benchmark times with
+:func:`measure`; ``auto``'s tuner (:mod:`keras_tconv.ops.choosing.tuning`)
+runs its budgeted rounds with :func:`rotation`, :func:`gc_paused` and
+:func:`summarize`, so that both order, sample and summarise alike.
+
 All candidates of one shape are timed in the same process, in rounds: every
 round times each candidate once, in an order that rotates (and reverses on
 odd rounds) from round to round, so slow drifts of the machine (frequency,
@@ -8,18 +13,18 @@ ran first. A sample is ``calls`` back-to-back calls, with ``calls`` chosen
 per candidate after warm-up so that one sample lasts at least
 ``min_sample_s``; a candidate's time is the median over rounds of
 sample time / calls. Python's garbage collector is off while samples run.
+Quartiles are the inclusive (linear) ones.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import math
 import statistics
 import time
-from typing import Callable
-
-import numpy as np
+from typing import Callable, Iterator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +36,31 @@ class Timing:
     q3_s: float
     calls_per_sample: int
     samples: int
+
+    @property
+    def spread(self) -> float:
+        """The interquartile range relative to the median (0 for one sample)."""
+        return (self.q3_s - self.q1_s) / self.median_s if self.median_s else 0.0
+
+
+def summarize(values: list[float], calls_per_sample: int = 1) -> Timing:
+    """The :class:`Timing` of per-call ``values`` (seconds), one per sample."""
+    median = statistics.median(values)
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else (median,) * 3
+    return Timing(median, q1, q3, calls_per_sample, len(values))
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's garbage collector off, as timeit does: a collection inside one
+    sample would bill one candidate for all."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _time_sample(call: Callable[[], object], sync: Callable[[object], None], calls: int) -> float:
@@ -76,17 +106,8 @@ def measure(
         one_call = min(_time_sample(call, sync, 1) for _ in range(3))
         calls[name] = int(min(max_calls, max(1, math.ceil(min_sample_s / max(one_call, 1e-9)))))
     samples: dict[str, list[float]] = {name: [] for name in names}
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # as timeit does: a collection inside one sample would bill one candidate for all
-    try:
+    with gc_paused():
         for round_index in range(max(1, rounds)):
             for name in rotation(names, round_index):
                 samples[name].append(_time_sample(candidates[name], sync, calls[name]))
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    timings = {}
-    for name, values in samples.items():
-        q1, q3 = np.percentile(values, [25, 75])
-        timings[name] = Timing(statistics.median(values), float(q1), float(q3), calls[name], len(values))
-    return timings
+    return {name: summarize(values, calls[name]) for name, values in samples.items()}
