@@ -109,9 +109,7 @@ class SegregatedConv2DTranspose(keras.layers.Conv2DTranspose):
                 f"Received: input_shape={tuple(input_shape)}"
             )
         super().build(input_shape)
-        self.input_spec = keras.layers.InputSpec(
-            ndim=4, axes={channel_axis: input_shape[channel_axis]}
-        )
+        self.input_spec = keras.layers.InputSpec(ndim=4, axes={channel_axis: input_shape[channel_axis]})
 
     def call(self, inputs):
         backend = keras.backend.backend()
@@ -120,7 +118,8 @@ class SegregatedConv2DTranspose(keras.layers.Conv2DTranspose):
                 _said_unsegregated.add(backend)
                 log.warning(
                     "keras_tconv: kernel segregation runs on the TensorFlow and JAX backends; on %s, "
-                    "SegregatedConv2DTranspose runs Keras's own Conv2DTranspose computation.", backend
+                    "SegregatedConv2DTranspose runs Keras's own Conv2DTranspose computation.",
+                    backend,
                 )
             self._record_choice("native")
             return super().call(inputs)

@@ -25,7 +25,6 @@ is never read here: it is for reporting only.
 from __future__ import annotations
 
 import argparse
-import ast
 import csv
 import dataclasses
 import itertools
@@ -33,6 +32,7 @@ import json
 import math
 from pathlib import Path
 
+from keras_tconv.benchmark.report import geomean
 from keras_tconv.ops.choosing import rules
 from keras_tconv.ops.choosing.rules import StaticRule
 from keras_tconv.ops.phases import plan_axes
@@ -63,7 +63,12 @@ def read_layers(path: Path) -> tuple[str, list[dict]]:
             libraries.add(row["kernels"])
             layer = layers.setdefault(row["shape"], {"name": row["shape"], "speedups": {}})
             layer["speedups"][row["impl"]] = float(row["speedup_vs_keras"])
-            kernel = (int(row["kernel_h"]), int(row["kernel_w"]), int(row["filters"]), int(row["in_channels"]))
+            kernel = (
+                int(row["kernel_h"]),
+                int(row["kernel_w"]),
+                int(row["filters"]),
+                int(row["in_channels"]),
+            )
             padding = tuple(map(int, row["output_padding"].split("x"))) if row["output_padding"] else None
             strides = (int(row["stride_h"]), int(row["stride_w"]))
             layer["kernel"] = kernel
@@ -76,12 +81,9 @@ def read_layers(path: Path) -> tuple[str, list[dict]]:
 
 def picked(rule: StaticRule, layers: list[dict]) -> list[float]:
     """The speed-up of ``rule``'s pick on each layer."""
-    return [layer["speedups"][rule.choose(layer["kernel"], *layer["plans"], layer["rows"])] for layer in layers]
-
-
-def geomean(values) -> float:
-    values = list(values)
-    return math.exp(sum(map(math.log, values)) / len(values))
+    return [
+        layer["speedups"][rule.choose(layer["kernel"], *layer["plans"], layer["rows"])] for layer in layers
+    ]
 
 
 def score(rule: StaticRule, layers: list[dict]) -> float:
@@ -115,8 +117,11 @@ def fit_files(paths: list[Path]) -> dict[str, dict]:
             "rule": dataclasses.asdict(rule),
         }
         losing = [f"{layer['name']} {s:.2f}x" for layer, s in zip(layers, speedups) if s < LOSS]
-        print(f"{library}: {len(layers)} layers from {path}; score {rule_score:.3f}, geomean {geomean(speedups):.3f}x, "
-              f"min {min(speedups):.2f}x, oracle {entries[library]['oracle_speedup']:.3f}x")
+        print(
+            f"{library}: {len(layers)} layers from {path}; score {rule_score:.3f}, "
+            f"geomean {geomean(speedups):.3f}x, min {min(speedups):.2f}x, "
+            f"oracle {entries[library]['oracle_speedup']:.3f}x"
+        )
         print(f"  {rule}")
         print(f"  losing: {', '.join(losing) or 'none'}")
     return entries
@@ -124,7 +129,9 @@ def fit_files(paths: list[Path]) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", nargs="+", type=Path, help="results.csv of the sample suite, one per kernel library")
+    parser.add_argument(
+        "results", nargs="+", type=Path, help="results.csv of the sample suite, one per kernel library"
+    )
     parser.add_argument("--write", action="store_true", help=f"store the rules in {RULES_PATH}")
     args = parser.parse_args(argv)
     entries = fit_files(args.results)

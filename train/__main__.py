@@ -7,6 +7,7 @@ Examples::
     python -m train model=paper_mnist layer=zero_insertion trainer.epochs=3
     python -m train data=flowers model=flowers_autoencoder device=gpu
     python -m train -m layer=segregated,keras,zero_insertion
+    python -m train -m experiment=paper_mnist   # the paper's MNIST experiment: all three layers
     python -m train -m backend=jax layer=segregated,keras
     TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
                "task": {"type": "worker", "index": 0}}' python -m train distribute=multi_worker
@@ -76,7 +77,7 @@ def main(cfg: DictConfig) -> float | None:
         log.info("Config:\n%s", OmegaConf.to_yaml(cfg))
         run_dir = RunDir(hydra_dirs[0])
         metrics = run_job(config, run_dir) if cluster is None else run_worker_job(config, run_dir, cluster)
-    return None if metrics is None else metrics["val_loss"][-1]
+    return None if metrics is None else metrics.val_loss[-1]
 
 
 if __name__ == "__main__":

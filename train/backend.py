@@ -60,11 +60,14 @@ def use_backend(backend: str) -> None:
         if environment not in (None, backend):
             log.warning(
                 "%s=%s in the environment is overridden by backend=%s (pass backend=%s to train on it)",
-                KERAS_BACKEND, environment, backend, environment,
+                KERAS_BACKEND,
+                environment,
+                backend,
+                environment,
             )
         os.environ[KERAS_BACKEND] = backend
     elif loaded != backend:
         raise BackendUnavailableError(
-            f"backend={backend} is unavailable: Keras already runs on {loaded} in this process and cannot switch "
-            "(a multirun runs its jobs in one process): run each backend as its own command"
+            f"backend={backend} is unavailable: Keras already runs on {loaded} in this process and cannot "
+            "switch (a multirun runs its jobs in one process): run each backend as its own command"
         )

@@ -1,8 +1,10 @@
 """``python -m train.compare SWEEP_DIR``: compare the jobs of a multirun.
 
 Reads every ``metrics.json`` under SWEEP_DIR (e.g. from
+``python -m train -m experiment=paper_mnist``,
 ``python -m train -m layer=segregated,keras,zero_insertion`` or
-``python -m train -m backend=jax layer=segregated,keras``), prints the table
+``python -m train -m backend=jax layer=segregated,keras``) as
+:class:`~train.metrics.Metrics`, prints the table
 and writes ``comparison.md`` (a table per job: Keras's backend, the lowering
 each transposed convolution ran, time per step with its interquartile range,
 speed-up over Keras's layer and over zero insertion, ties, final losses) and
@@ -24,7 +26,6 @@ coinciding curves are drawn on top of each other, so the notes name them.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +37,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from train.metrics import Metrics  # noqa: E402
 from train.run_dir import METRICS_FILE  # noqa: E402
 
 # The metrics that must agree for two jobs' step times to be comparable.
 SETTING_KEYS = ("backend", "model", "data", "image_size", "batch_size", "device", "replicas", "precision")
-# What metrics written before a key was recorded mean: all jobs ran on TensorFlow then.
-SETTING_DEFAULTS = {"backend": "tensorflow"}
 # The layers whose job of the same setting each job's speed-up is measured against.
 BASELINE_LAYERS = {"keras": "keras", "zero_insertion": "zero insertion"}
 # Loss curves closer than this (relative, at every epoch) are drawn on top of each other.
@@ -53,47 +53,38 @@ class Job:
     """One job's metrics and its directory relative to the sweep."""
 
     name: str
-    metrics: dict
+    metrics: Metrics
 
     @property
     def label(self) -> str:
         """The layer choice, with the implementation when it adds information."""
-        layer, implementation = self.metrics["layer"], self.metrics["implementation"]
+        layer, implementation = self.metrics.layer, self.metrics.implementation
         if implementation and implementation != layer:
             return f"{layer} ({implementation})"
         return layer
 
-    def _setting_value(self, key: str):
-        return self.metrics.get(key, SETTING_DEFAULTS.get(key))
-
-    @property
-    def backend(self) -> str:
-        """Keras's backend of the job."""
-        return self._setting_value("backend")
-
     @property
     def setting(self) -> tuple:
-        return tuple(self._setting_value(key) for key in SETTING_KEYS)
+        return tuple(getattr(self.metrics, key) for key in SETTING_KEYS)
 
     @property
     def step_iqr(self) -> tuple[float, float] | None:
         """``(q1, q3)`` of the step times in ms; None for metrics without them."""
-        q1, q3 = self.metrics.get("step_ms_q1"), self.metrics.get("step_ms_q3")
+        q1, q3 = self.metrics.step_ms_q1, self.metrics.step_ms_q3
         return None if q1 is None or q3 is None else (q1, q3)
 
     @property
     def lowerings(self) -> str:
         """The lowering of each transposed convolution, in layer order."""
-        lowerings = self.metrics.get("lowerings")
-        if lowerings is None:
+        if self.metrics.lowerings is None:
             return "n/a"
-        return ", ".join(lowering or "unknown" for lowering in lowerings.values())
+        return ", ".join(lowering or "unknown" for lowering in self.metrics.lowerings.values())
 
 
 def find_jobs(sweep_dir: Path) -> list[Job]:
     """All jobs under ``sweep_dir`` that wrote metrics, in directory order."""
     return [
-        Job(str(path.parent.relative_to(sweep_dir)), json.loads(path.read_text()))
+        Job(str(path.parent.relative_to(sweep_dir)), Metrics.read(path))
         for path in sorted(sweep_dir.rglob(METRICS_FILE))
     ]
 
@@ -119,10 +110,10 @@ def coinciding_loss_curves(jobs: list[Job]) -> list[list[Job]]:
     (within :data:`COINCIDE_RTOL` at every epoch)."""
 
     def coincide(a: Job, b: Job) -> bool:
+        curves = ((a.metrics.loss, b.metrics.loss), (a.metrics.val_loss, b.metrics.val_loss))
         return all(
-            len(a.metrics[key]) == len(b.metrics[key])
-            and np.allclose(a.metrics[key], b.metrics[key], rtol=COINCIDE_RTOL, atol=0.0)
-            for key in ("loss", "val_loss")
+            len(curve_a) == len(curve_b) and np.allclose(curve_a, curve_b, rtol=COINCIDE_RTOL, atol=0.0)
+            for curve_a, curve_b in curves
         )
 
     groups: list[list[Job]] = []
@@ -140,7 +131,7 @@ def same_lowerings(jobs: list[Job]) -> list[list[Job]]:
     all ran the same, known, lowerings."""
     groups: dict[tuple, list[Job]] = {}
     for job in jobs:
-        lowerings = job.metrics.get("lowerings")
+        lowerings = job.metrics.lowerings
         if lowerings and None not in lowerings.values():
             groups.setdefault((job.setting, tuple(lowerings.values())), []).append(job)
     return [group for group in groups.values() if len(group) > 1]
@@ -149,9 +140,9 @@ def same_lowerings(jobs: list[Job]) -> list[list[Job]]:
 def _baseline_step_ms(jobs: list[Job], layer: str) -> dict[tuple, float]:
     """Median step time of the ``layer`` job of each setting."""
     return {
-        job.setting: job.metrics["median_step_ms"]
+        job.setting: job.metrics.median_step_ms
         for job in jobs
-        if job.metrics["layer"] == layer and job.metrics["median_step_ms"]
+        if job.metrics.layer == layer and job.metrics.median_step_ms
     }
 
 
@@ -179,14 +170,14 @@ def comparison_table(jobs: list[Job]) -> str:
     ]
     for job in jobs:
         m = job.metrics
-        epoch_seconds = statistics.median(m["epoch_seconds"]) if m["epoch_seconds"] else None
-        speedups = "".join(f" {_speedup(baseline.get(job.setting), m['median_step_ms'])} |" for baseline in baselines)
+        epoch_seconds = statistics.median(m.epoch_seconds) if m.epoch_seconds else None
+        speedups = "".join(f" {_speedup(base.get(job.setting), m.median_step_ms)} |" for base in baselines)
         iqr = "n/a" if job.step_iqr is None else f"{job.step_iqr[0]:.2f}–{job.step_iqr[1]:.2f}"
         lines.append(
-            f"| {job.name} | {m['model']} | {job.label} | {job.lowerings} | {m['device']} | {job.backend} "
-            f"| {_format(epoch_seconds, 2)} | {_format(m['median_step_ms'], 2)} | {iqr} "
-            f"| {_format(m['images_per_second'], 0)} |{speedups} "
-            f"{_names(ties(job, jobs)) or '–'} | {_format(m['loss'][-1], 5)} | {_format(m['val_loss'][-1], 5)} |"
+            f"| {job.name} | {m.model} | {job.label} | {job.lowerings} | {m.device} | {m.backend} "
+            f"| {_format(epoch_seconds, 2)} | {_format(m.median_step_ms, 2)} | {iqr} "
+            f"| {_format(m.images_per_second, 0)} |{speedups} "
+            f"{_names(ties(job, jobs)) or '–'} | {_format(m.loss[-1], 5)} | {_format(m.val_loss[-1], 5)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -198,21 +189,22 @@ def notes(jobs: list[Job]) -> str:
         "convolution, which keras.layers.Conv2DTranspose runs (TensorFlow's Conv2DBackpropInput, JAX's "
         "lax.conv_transpose).",
         "Step IQR: the middle half of the step times (25th to 75th percentile, first step left out).",
-        "Speed-up vs keras (vs zero insertion): median step time of the keras (zero-insertion) job of the same "
-        "setting divided by this job's.",
+        "Speed-up vs keras (vs zero insertion): median step time of the keras (zero-insertion) job of the "
+        "same setting divided by this job's.",
         "Ties with: jobs of the same setting (backend, model, data, image and batch size, device, replicas, "
-        "precision) whose step IQR overlaps this job's: their difference in median step time is within the noise.",
+        "precision) whose step IQR overlaps this job's: their difference in median step time is within "
+        "the noise.",
     ]
     for group in same_lowerings(jobs):
         lowerings = group[0].lowerings
         lines.append(
-            f"Jobs {_names(group)} ran the same lowerings ({lowerings}): their step times can differ only by noise, "
-            "so their difference shows how large the noise between jobs is."
+            f"Jobs {_names(group)} ran the same lowerings ({lowerings}): their step times can differ only "
+            "by noise, so their difference shows how large the noise between jobs is."
         )
     for group in coinciding_loss_curves(jobs):
         lines.append(
-            f"Loss curves of jobs {_names(group)} coincide (loss and val_loss within {COINCIDE_RTOL:.1%} at every "
-            "epoch), so comparison.png shows them as one."
+            f"Loss curves of jobs {_names(group)} coincide (loss and val_loss within {COINCIDE_RTOL:.1%} "
+            "at every epoch), so comparison.png shows them as one."
         )
     return "\n".join(f"- {line}" for line in lines) + "\n"
 
@@ -223,24 +215,33 @@ def plot_comparison(jobs: list[Job], path: Path) -> None:
     named on the plot."""
     figure, (steps_axis, loss_axis) = plt.subplots(1, 2, figsize=(11, 4))
     colors = [f"C{index % 10}" for index in range(len(jobs))]
-    labels = [f"{job.label}\n[{job.name}, {job.backend}]" for job in jobs]
-    medians = [job.metrics["median_step_ms"] or 0.0 for job in jobs]
+    labels = [f"{job.label}\n[{job.name}, {job.metrics.backend}]" for job in jobs]
+    medians = [job.metrics.median_step_ms or 0.0 for job in jobs]
     spread = np.array(
-        [[median - job.step_iqr[0], job.step_iqr[1] - median] if job.step_iqr else [0.0, 0.0]
-         for job, median in zip(jobs, medians)]
+        [
+            [median - job.step_iqr[0], job.step_iqr[1] - median] if job.step_iqr else [0.0, 0.0]
+            for job, median in zip(jobs, medians)
+        ]
     ).T
     steps_axis.bar(labels, medians, color=colors, yerr=spread, capsize=4)
     steps_axis.set_ylabel("training step (ms)")
     steps_axis.set_title("Median training step (whiskers: interquartile range)")
     steps_axis.tick_params(axis="x", labelsize=8)
     for job, color in zip(jobs, colors):
-        epochs = range(1, len(job.metrics["loss"]) + 1)
-        loss_axis.plot(epochs, job.metrics["loss"], marker="o", color=color, label=f"{job.label} loss")
-        loss_axis.plot(epochs, job.metrics["val_loss"], linestyle="--", color=color, label=f"{job.label} val_loss")
+        m = job.metrics
+        epochs = range(1, len(m.loss) + 1)
+        loss_axis.plot(epochs, m.loss, marker="o", color=color, label=f"{job.label} loss")
+        loss_axis.plot(epochs, m.val_loss, linestyle="--", color=color, label=f"{job.label} val_loss")
     coinciding = [f"jobs {_names(group)} coincide" for group in coinciding_loss_curves(jobs)]
     if coinciding:
-        loss_axis.text(0.02, 0.02, "; ".join(coinciding) + " (drawn as one)", transform=loss_axis.transAxes,
-                       fontsize=8, verticalalignment="bottom")
+        loss_axis.text(
+            0.02,
+            0.02,
+            "; ".join(coinciding) + " (drawn as one)",
+            transform=loss_axis.transAxes,
+            fontsize=8,
+            verticalalignment="bottom",
+        )
     loss_axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_axis.set_xlabel("epoch")
     loss_axis.set_ylabel("loss")
@@ -265,7 +266,9 @@ def write_comparison(sweep_dir: Path) -> list[Job]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m train.compare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep_dir", type=Path, help="a multirun directory holding the jobs' metrics.json files")
+    parser.add_argument(
+        "sweep_dir", type=Path, help="a multirun directory holding the jobs' metrics.json files"
+    )
     arguments = parser.parse_args(argv)
     jobs = write_comparison(arguments.sweep_dir)
     print(comparison_table(jobs))

@@ -1,12 +1,16 @@
-"""Typed configuration schema of the training application.
+"""Typed configuration schema of the training application, and its defaults.
 
 One dataclass per config group in ``conf/`` (data, model, layer, trainer,
 device, distribute), nested in :class:`TrainConfig` beside the top-level
 keys (``backend``, ``reconstructions``) and registered in Hydra's
-ConfigStore as the schema that ``conf/config.yaml`` extends. Hydra checks every
-override against it while composing, so an unknown enum value fails with a
-message naming the key and the allowed values. Ranges and cross-field rules,
-which a type cannot express, are checked by the ``__post_init__`` methods when
+ConfigStore as the schema that ``conf/config.yaml`` extends. Every default
+value is a dataclass field's: an option file (``conf/<group>/<option>.yaml``)
+holds only what tells that option apart and merges onto its group's
+dataclass, and the trainer group's one option, ``default``, is
+:class:`TrainerConfig` itself. Hydra checks every override against the
+schema while composing, so an unknown enum value fails with a message naming
+the key and the allowed values. Ranges and cross-field rules, which a type
+cannot express, are checked by the ``__post_init__`` methods when
 :func:`to_train_config` turns the composed config into these dataclasses,
 still before any data is loaded.
 """
@@ -107,7 +111,7 @@ class DataConfig:
     channels: the model's input size. ``validation_split`` is the fraction of
     the training data held out for validation. ``data_dir`` is a tfds data
     directory (a prepared copy is reused, downloads go there); ``path`` is the
-    image folder of ``data=folder``.
+    image folder of ``data=folder``. The defaults are MNIST's.
     """
 
     name: DatasetName = MISSING
@@ -161,8 +165,13 @@ class ModelConfig:
 
 
 _LAYER_IMPLEMENTATIONS = {
-    LayerName.segregated: (Implementation.auto, Implementation.native, Implementation.split, Implementation.rows,
-                           Implementation.unified),
+    LayerName.segregated: (
+        Implementation.auto,
+        Implementation.native,
+        Implementation.split,
+        Implementation.rows,
+        Implementation.unified,
+    ),
     LayerName.zero_insertion: (Implementation.zero_insertion,),
     LayerName.keras: (None,),
 }
@@ -265,7 +274,8 @@ class TrainConfig:
     checked here, so that a bad value fails in one line like the other
     range checks); TensorFlow feeds the data (tf.data) and writes the
     SavedModel on either. ``python -m train`` sets ``KERAS_BACKEND`` from it
-    (see :mod:`train.backend`).
+    (see :mod:`train.backend`). ``reconstructions`` is the number of
+    validation images shown in ``reconstructions.png``.
     """
 
     backend: str = "tensorflow"
@@ -283,7 +293,8 @@ class TrainConfig:
             self.backend == "tensorflow" or self.distribute.strategy is StrategyName.none,
             "distribute",
             self.distribute.strategy.value,
-            f"none when backend={self.backend} (tf.distribute strategies distribute Keras on TensorFlow only)",
+            f"none when backend={self.backend} "
+            "(tf.distribute strategies distribute Keras on TensorFlow only)",
         )
         _require(self.reconstructions >= 1, "reconstructions", self.reconstructions, "integers >= 1")
         _require(
@@ -306,13 +317,18 @@ def require_even_split(batch_size: int, parts: int, what: str) -> None:
     """
     if batch_size % parts:
         raise ConfigValueError(
-            f"data.batch_size={batch_size} is invalid: allowed values are multiples of {parts}, the number of {what}"
+            f"data.batch_size={batch_size} is invalid: allowed values are multiples of {parts}, "
+            f"the number of {what}"
         )
 
 
 def register_schema() -> None:
-    """Registers :class:`TrainConfig` under :data:`SCHEMA_NAME` for ``conf/config.yaml``."""
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)
+    """Registers :class:`TrainConfig` under :data:`SCHEMA_NAME` for
+    ``conf/config.yaml``, and :class:`TrainerConfig` as the option
+    ``trainer=default``, which has nothing to add to its defaults."""
+    store = ConfigStore.instance()
+    store.store(name=SCHEMA_NAME, node=TrainConfig)
+    store.store(group="trainer", name="default", node=TrainerConfig)
 
 
 def to_train_config(cfg: DictConfig) -> TrainConfig:

@@ -7,12 +7,25 @@ import os
 
 import tensorflow as tf
 
+from keras_tconv.ops.platform import gpu_name
 from train.config import DeviceKind, StrategyName
 from train.errors import UserError
 
 
 class DeviceUnavailableError(UserError, RuntimeError):
     """The configured device cannot be used."""
+
+
+def no_gpu_error(framework: str) -> DeviceUnavailableError:
+    """The error of ``device=gpu`` where ``framework`` (TensorFlow or JAX) sees no GPU."""
+    return DeviceUnavailableError(
+        f"device=gpu but {framework} sees no GPU; allowed values: auto (a GPU when present), cpu, gpu"
+    )
+
+
+def cpu_description() -> str:
+    """The CPU as the metrics describe it: its number of cores."""
+    return f"cpu ({os.cpu_count()} cores)"
 
 
 def _set_visible_gpus(gpus: list) -> None:
@@ -51,15 +64,12 @@ def _select_tensorflow_device(kind: DeviceKind) -> str:
     ``gpu`` fails when there is none."""
     gpus = tf.config.list_physical_devices("GPU")
     if kind is DeviceKind.gpu and not gpus:
-        raise DeviceUnavailableError(
-            "device=gpu but TensorFlow sees no GPU; allowed values: auto (a GPU when present), cpu, gpu"
-        )
+        raise no_gpu_error("TensorFlow")
     _set_visible_gpus([] if kind is DeviceKind.cpu else gpus)
     visible = tf.config.get_visible_devices("GPU")
     if not visible:
-        return f"cpu ({os.cpu_count()} cores)"
-    name = tf.config.experimental.get_device_details(visible[0]).get("device_name", "GPU")
-    return f"gpu ({len(visible)} x {name})"
+        return cpu_description()
+    return f"gpu ({len(visible)} x {gpu_name(visible[0])})"
 
 
 def make_strategy(name: StrategyName) -> tf.distribute.Strategy:

@@ -51,7 +51,8 @@ def _jax_export_note() -> str:
     if keras.backend.backend() != "jax":
         return ""
     return (
-        f"\nTrained on JAX, the model was converted with jax2tf, for {' and '.join(JAX_EXPORT_PLATFORMS)} devices\n"
+        f"\nTrained on JAX, the model was converted with jax2tf, for {' and '.join(JAX_EXPORT_PLATFORMS)} "
+        "devices\n"
         "(TensorFlow's XlaCallModule op). The warning TensorFlow prints when loading it,\n"
         '"Importing a function ... with ops with unsaved custom gradients", concerns\n'
         "gradients only, which serving does not take.\n"

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import jax
 
 from train.config import DeviceKind
-from train.devices import DeviceUnavailableError
+from train.devices import cpu_description, no_gpu_error
 
 
 def select_jax_device(kind: DeviceKind) -> str:
@@ -21,12 +19,10 @@ def select_jax_device(kind: DeviceKind) -> str:
     """
     gpus = [device for device in jax.devices() if device.platform == "gpu"]
     if kind is DeviceKind.gpu and not gpus:
-        raise DeviceUnavailableError(
-            "device=gpu but JAX sees no GPU; allowed values: auto (a GPU when present), cpu, gpu"
-        )
+        raise no_gpu_error("JAX")
     default = jax.devices("cpu")[0] if kind is DeviceKind.cpu else None
     jax.config.update("jax_default_device", default)
     device = default or jax.devices()[0]
     if device.platform == "cpu":
-        return f"cpu ({os.cpu_count()} cores)"
+        return cpu_description()
     return f"{device.platform} (1 x {device.device_kind})"

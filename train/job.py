@@ -7,10 +7,8 @@ the pieces around training are shared with the workers of
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import keras
 import tensorflow as tf
@@ -19,6 +17,7 @@ from train.config import TrainConfig, require_even_split
 from train.data import ImageSplits, autoencoder_batches, load_image_splits
 from train.devices import make_strategy, select_device
 from train.export import save_model
+from train.metrics import Metrics
 from train.models import build_autoencoder, transpose_conv_lowerings
 from train.reconstructions import plot_reconstructions
 from train.run_dir import RunDir
@@ -37,7 +36,7 @@ class JobData:
     validation: tf.data.Dataset
 
 
-def run_job(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
+def run_job(config: TrainConfig, run_dir: RunDir) -> Metrics:
     """Trains the configured autoencoder and writes the run directory.
 
     The device is checked before any data is loaded, so a missing GPU fails
@@ -46,7 +45,9 @@ def run_job(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
     device = select_device(config.device.kind, config.backend)
     completed = run_dir.completed_metrics(config.trainer.epochs)
     if completed is not None:
-        log.info("%s already holds a finished run of %d epochs; nothing to do", run_dir.root, config.trainer.epochs)
+        log.info(
+            "%s already holds a finished run of %d epochs; nothing to do", run_dir.root, config.trainer.epochs
+        )
         return completed
     reset_global_state(config.trainer)
     strategy = make_strategy(config.distribute.strategy)
@@ -101,19 +102,19 @@ def write_outputs(
     run_dir: RunDir,
     model: keras.Model,
     validation_batches: tf.data.Dataset,
-    metrics: dict[str, Any],
+    metrics: Metrics,
 ) -> None:
     """Writes the trained model, its export, the reconstruction grid and
     ``metrics.json`` into ``run_dir``."""
     save_model(model, run_dir)
     inputs, _ = next(validation_batches.unbatch().batch(config.reconstructions).as_numpy_iterator())
     plot_reconstructions(model, inputs, run_dir.reconstructions)
-    run_dir.metrics.write_text(json.dumps(metrics, indent=2))
+    metrics.write(run_dir.metrics)
     log.info(
         "Final loss %.5f, val_loss %.5f, median step %.2f ms; outputs in %s",
-        metrics["loss"][-1],
-        metrics["val_loss"][-1],
-        metrics["median_step_ms"] or float("nan"),
+        metrics.loss[-1],
+        metrics.val_loss[-1],
+        metrics.median_step_ms or float("nan"),
         run_dir.root,
     )
 
@@ -126,45 +127,41 @@ def job_metrics(
     workers: int,
     model: keras.Model,
     result: TrainingResult,
-) -> dict[str, Any]:
-    """The contents of ``metrics.json``.
+) -> Metrics:
+    """The job's :class:`Metrics`, for ``metrics.json``.
 
-    ``replicas`` counts all replicas of all ``workers``; ``images_per_second``
-    is the steady-state throughput of the whole job implied by the median step
-    time of full (global) batches; ``step_ms_q1`` and ``step_ms_q3`` bound the
-    middle half of the step times. ``lowerings`` names the lowering each
-    transposed convolution ran (see :func:`transpose_conv_lowerings`);
-    ``backend`` and ``jit_compile`` say how Keras ran the steps.
+    ``replicas`` counts all replicas of all ``workers``; the throughput is
+    that of full (global) batches at the median step time.
     """
     data, trainer, layer = config.data, config.trainer, config.layer
     step_ms = result.step_ms
     median_step_ms = step_ms.median_ms if step_ms else None
-    return {
-        "model": config.model.name,
-        "layer": layer.name.value,
-        "implementation": layer.implementation.value if layer.implementation else None,
-        "lowerings": transpose_conv_lowerings(model),
-        "data": data.name.value,
-        "data_source": splits.source,
-        "skipped_files": splits.skipped_files,
-        "image_size": data.image_size,
-        "batch_size": data.batch_size,
-        "backend": keras.backend.backend(),
-        "jit_compile": model.jit_compile,
-        "device": device,
-        "workers": workers,
-        "replicas": replicas,
-        "precision": keras.config.dtype_policy().name,
-        "epochs": trainer.epochs,
-        "steps_per_epoch": trainer.steps_per_epoch,
-        "parameters": model.count_params(),
-        "loss": result.loss,
-        "val_loss": result.val_loss,
-        "epoch_seconds": result.epoch_seconds,
-        "median_step_ms": median_step_ms,
-        "step_ms_q1": step_ms.q1_ms if step_ms else None,
-        "step_ms_q3": step_ms.q3_ms if step_ms else None,
-        "images_per_second": data.batch_size * 1000 / median_step_ms if median_step_ms else None,
-        "train_seconds": result.train_seconds,
-        "resumed_from_epoch": result.resumed_from_epoch,
-    }
+    return Metrics(
+        model=config.model.name,
+        layer=layer.name.value,
+        implementation=layer.implementation.value if layer.implementation else None,
+        lowerings=transpose_conv_lowerings(model),
+        data=data.name.value,
+        data_source=splits.source,
+        skipped_files=splits.skipped_files,
+        image_size=data.image_size,
+        batch_size=data.batch_size,
+        backend=keras.backend.backend(),
+        jit_compile=model.jit_compile,
+        device=device,
+        workers=workers,
+        replicas=replicas,
+        precision=keras.config.dtype_policy().name,
+        epochs=trainer.epochs,
+        steps_per_epoch=trainer.steps_per_epoch,
+        parameters=model.count_params(),
+        loss=result.loss,
+        val_loss=result.val_loss,
+        epoch_seconds=result.epoch_seconds,
+        median_step_ms=median_step_ms,
+        step_ms_q1=step_ms.q1_ms if step_ms else None,
+        step_ms_q3=step_ms.q3_ms if step_ms else None,
+        images_per_second=data.batch_size * 1000 / median_step_ms if median_step_ms else None,
+        train_seconds=result.train_seconds,
+        resumed_from_epoch=result.resumed_from_epoch,
+    )

@@ -34,7 +34,12 @@ def build_autoencoder(model: ModelConfig, layer: LayerConfig, image_size: int, c
     x = inputs
     for index, filters in enumerate(model.filters):
         x = keras.layers.Conv2D(
-            filters, model.kernel_size, strides=2, padding="same", activation="relu", name=f"encoder_conv_{index}"
+            filters,
+            model.kernel_size,
+            strides=2,
+            padding="same",
+            activation="relu",
+            name=f"encoder_conv_{index}",
         )(x)
     decoder_filters = [*reversed(model.filters[:-1]), channels]
     for index, filters in enumerate(decoder_filters):

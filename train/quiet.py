@@ -14,17 +14,25 @@ JAX's platform log to warnings, and :func:`startup_noise_hidden` then
 discards what native code writes to standard error while TensorFlow is
 imported. Setting ``TF_CPP_MIN_LOG_LEVEL`` yourself (``0`` shows everything)
 turns this quieting off. :func:`absl_verbosity` quiets the absl log, which
-TensorFlow and tfds write through, for a while. This module imports nothing
-heavy, so that it can run first.
+TensorFlow and tfds write through, for a while.
+
+This module imports nothing heavy, so that it can run first. The silencer,
+:func:`native_stderr_discarded`, is the library's
+(:mod:`keras_tconv.native_stderr`), run from its file: importing it by name
+would first run ``keras_tconv/__init__``, which imports Keras, and with it
+TensorFlow, before :func:`quiet_tensorflow` and before :mod:`train.backend`
+has chosen Keras's backend.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
-import sys
+import types
 from collections.abc import Iterator
+from pathlib import Path
 
 TF_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
 # The logger of JAX's platform discovery.
@@ -43,20 +51,18 @@ def quiet_tensorflow() -> None:
         _quiet = True
 
 
-@contextlib.contextmanager
-def native_stderr_discarded() -> Iterator[None]:
-    """Sends file descriptor 2 to /dev/null meanwhile, which is where C and C++
-    libraries print; Python's pending ``sys.stderr`` output is flushed first."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+def _library_silencer() -> types.ModuleType:
+    """:mod:`keras_tconv.native_stderr`, executed from its file without running
+    ``keras_tconv/__init__`` (see the module docstring)."""
+    package = importlib.util.find_spec("keras_tconv")
+    path = Path(package.submodule_search_locations[0], "native_stderr.py")
+    spec = importlib.util.spec_from_file_location("keras_tconv.native_stderr", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+native_stderr_discarded = _library_silencer().native_stderr_discarded
 
 
 @contextlib.contextmanager

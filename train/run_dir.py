@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from train.metrics import Metrics
 
 METRICS_FILE = "metrics.json"
 
@@ -18,7 +18,8 @@ class RunDir:
 
     @property
     def metrics(self) -> Path:
-        """JSON summary: configuration choices, per-epoch losses, timings."""
+        """JSON summary (:class:`~train.metrics.Metrics`): configuration
+        choices, per-epoch losses, timings."""
         return self.root / METRICS_FILE
 
     @property
@@ -55,7 +56,7 @@ class RunDir:
         """BackupAndRestore state of the last completed epoch."""
         return self.root / "backup"
 
-    def completed_metrics(self, epochs: int) -> dict[str, Any] | None:
+    def completed_metrics(self, epochs: int) -> Metrics | None:
         """The metrics of a finished run of ``epochs`` epochs already here, if any.
 
         Rerunning a finished run must not train again nor overwrite its
@@ -64,6 +65,5 @@ class RunDir:
         """
         if not self.metrics.exists():
             return None
-        metrics = json.loads(self.metrics.read_text())
-        return metrics if len(metrics.get("loss", [])) >= epochs else None
-
+        metrics = Metrics.read(self.metrics)
+        return metrics if len(metrics.loss) >= epochs else None

@@ -1,4 +1,9 @@
-"""Wall-clock timing of training steps and epochs."""
+"""Wall-clock timing of training steps and epochs.
+
+The step-time quartiles are those of the project's one timing engine,
+:func:`keras_tconv.timing.summarize` (inclusive quartiles), so a training
+job's spread is computed as the benchmark's and the tuner's are.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import time
 from dataclasses import dataclass
 
 import keras
-import numpy as np
+
+from keras_tconv.timing import summarize
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,7 @@ class StepTimer(keras.callbacks.Callback):
 
     def __init__(self) -> None:
         super().__init__()
-        self.step_ms: list[float] = []
+        self.step_seconds: list[float] = []
         self.epoch_seconds: list[float] = []
         self.first_epoch: int | None = None
         self.train_seconds = 0.0
@@ -53,13 +59,13 @@ class StepTimer(keras.callbacks.Callback):
         self._step_start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None) -> None:
-        self.step_ms.append(1000 * (time.perf_counter() - self._step_start))
+        self.step_seconds.append(time.perf_counter() - self._step_start)
 
     def step_quartiles(self) -> StepQuartiles | None:
         """Quartiles of the step times, leaving out the first step (tracing
         and compilation) when there are others; None if no step ran."""
-        steady = self.step_ms[1:] or self.step_ms
+        steady = self.step_seconds[1:] or self.step_seconds
         if not steady:
             return None
-        q1, median, q3 = np.percentile(steady, [25, 50, 75])
-        return StepQuartiles(float(q1), float(median), float(q3))
+        timing = summarize(steady)
+        return StepQuartiles(1000 * timing.q1_s, 1000 * timing.median_s, 1000 * timing.q3_s)

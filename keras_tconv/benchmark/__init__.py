@@ -19,4 +19,3 @@ timings need JAX too (the ``jax`` extra).
 """
 
 BENCH_EXTRA = 'pip install "keras-tconv[bench]"'
-

@@ -35,7 +35,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -46,6 +46,7 @@ from keras_tconv.benchmark.suites import Shape
 from keras_tconv.ops import registry
 from keras_tconv.ops.choosing import tuning
 from keras_tconv.ops.platform import cpu_kernel_library
+from keras_tconv.tf_devices import wait_for_gpu
 
 # Keras's layer, then every implementation of the registry, auto last.
 IMPLEMENTATIONS = ("keras", *(name for name in registry.IMPLEMENTATIONS if name != "auto"), "auto")
@@ -75,24 +76,13 @@ def output_shape(shape: Shape) -> tuple[int, int, int, int]:
     return tuple(make_layer(shape, "keras").compute_output_shape(shape.input_shape))
 
 
-def tf_device(device: str) -> str:
-    """The TensorFlow device string for ``"cpu"`` or ``"gpu"`` (the first GPU)."""
-    return "/GPU:0" if device == "gpu" else "/CPU:0"
-
-
-def gpu_sync(result) -> None:
-    """Wait for a GPU step's outputs by copying one element of one output to the host."""
-    tensor = tf.nest.flatten(result)[-1]
-    tf.reshape(tensor, [-1])[:1].numpy()
-
-
 def cpu_sync(result) -> None:
     """Nothing to wait for: on the CPU a function call returns when its outputs are computed."""
 
 
 def sync_for(device: str) -> Callable[[object], None]:
     """How to wait for the outputs of a TensorFlow step on ``device`` (a TensorFlow device string)."""
-    return gpu_sync if device.startswith("/GPU") else cpu_sync
+    return wait_for_gpu if device.startswith("/GPU") else cpu_sync
 
 
 def kernels(device: str) -> str:
@@ -146,12 +136,17 @@ class Case:
         """The padding of each kernel-gradient call (``Conv2DBackpropFilter``)
         in the traced function of ``name``: what tells the kernel gradient's
         forms apart (see ``keras_tconv.ops.tensorflow.gradients``)."""
-        return sorted(op.get_attr("padding").decode() for op in self._ops(name) if op.type == "Conv2DBackpropFilter")
+        return sorted(
+            op.get_attr("padding").decode() for op in self._ops(name) if op.type == "Conv2DBackpropFilter"
+        )
 
     def columns(self, name: str) -> dict:
         """The result columns that describe how ``name`` ran: backend, kernels and how often it was traced."""
-        return {"backend": "tensorflow", "kernels": self.kernels,
-                "traces": self.functions[name].experimental_get_tracing_count()}
+        return {
+            "backend": "tensorflow",
+            "kernels": self.kernels,
+            "traces": self.functions[name].experimental_get_tracing_count(),
+        }
 
     def auto_picks(self) -> str:
         """The implementation ``auto`` ran, read off the traced graphs (:func:`auto_picks`), plus ", kernel
@@ -203,7 +198,9 @@ def ceiling_weights(shape: Shape, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return kernel, rng.standard_normal((shape.filters,), dtype=np.float32)
 
 
-def _step_function(call: Callable, variables: list, mode: str, jit: bool) -> tf.types.experimental.GenericFunction:
+def _step_function(
+    call: Callable, variables: list, mode: str, jit: bool
+) -> tf.types.experimental.GenericFunction:
     if mode == "forward":
         return tf.function(call, jit_compile=jit or None)
 
@@ -271,7 +268,9 @@ def build_case(
     # Under XLA auto's choices are read back from tuning.choices(): forget those of earlier cases.
     tuning.clear_memory()
     with tf.device(device):
-        layer_args, ceiling_args = (tuple(tf.constant(a) for a in arrays) for arrays in step_inputs(shape, mode, seed))
+        layer_args, ceiling_args = (
+            tuple(tf.constant(a) for a in arrays) for arrays in step_inputs(shape, mode, seed)
+        )
         layers = build_layers(shape, impls, seed)
         calls = {impl: (layer, layer.trainable_variables) for impl, layer in layers.items()}
         calls[CEILING] = _ceiling(shape, seed)
@@ -283,9 +282,16 @@ def build_case(
         empty = tf.function(lambda *inputs: inputs[0])
         empty.get_concrete_function(*layer_args)
         functions[EMPTY_CALL], args[EMPTY_CALL], run[EMPTY_CALL] = empty, layer_args, bind(empty, layer_args)
-    return Case(implementations=impls, run=run, functions=functions, args=args, first_call_s=first_call_s,
-                sync=sync_for(device), kernels=f"XLA {device.strip('/').split(':')[0]}" if jit else kernels(device),
-                xla_picks=auto_choices(layers.get("auto"), mode) if jit else None)
+    return Case(
+        implementations=impls,
+        run=run,
+        functions=functions,
+        args=args,
+        first_call_s=first_call_s,
+        sync=sync_for(device),
+        kernels=f"XLA {device.strip('/').split(':')[0]}" if jit else kernels(device),
+        xla_picks=auto_choices(layers.get("auto"), mode) if jit else None,
+    )
 
 
 def bind(function: Callable, args: tuple) -> Callable[[], object]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +40,7 @@ from keras_tconv.benchmark import impls
 from keras_tconv.benchmark.impls import CEILING, EMPTY_CALL
 from keras_tconv.benchmark.suites import Shape
 from keras_tconv.ops.choosing import tuning
+from keras_tconv.tf_devices import device_string
 
 KERAS_TF = "keras_tf"
 
@@ -94,8 +95,11 @@ class JaxCase:
     def columns(self, name: str) -> dict:
         """The result columns that describe how ``name`` ran: backend, kernels and how often it was traced."""
         if name == KERAS_TF:
-            return {"backend": "tensorflow", "kernels": self.tf_kernels,
-                    "traces": self.functions[name].experimental_get_tracing_count()}
+            return {
+                "backend": "tensorflow",
+                "kernels": self.tf_kernels,
+                "traces": self.functions[name].experimental_get_tracing_count(),
+            }
         return {"backend": "jax", "kernels": self.kernels, "traces": self.trace_counts[name]}
 
     def auto_picks(self) -> str:
@@ -162,8 +166,9 @@ def _keras_on_tensorflow(shape: Shape, weights: list) -> tuple[Callable, list]:
     variables = [tf.Variable(weight) for weight in weights]
 
     def call(x):
-        y = nn.conv_transpose(x, variables[0], strides=shape.strides, padding=shape.padding,
-                              output_padding=shape.output_padding)
+        y = nn.conv_transpose(
+            x, variables[0], strides=shape.strides, padding=shape.padding, output_padding=shape.output_padding
+        )
         if shape.use_bias:
             y = y + variables[1]
         return getattr(nn, shape.activation)(y) if shape.activation else y
@@ -183,7 +188,9 @@ def _sync_for(tf_sync: Callable[[object], None]) -> Callable[[object], None]:
     return sync
 
 
-def build_case(shape: Shape, mode: str, implementations: tuple[str, ...], device: str, seed: int = 0) -> JaxCase:
+def build_case(
+    shape: Shape, mode: str, implementations: tuple[str, ...], device: str, seed: int = 0
+) -> JaxCase:
     """Layers, inputs and compiled step functions of ``implementations``, :data:`KERAS_TF`,
     the ceiling and the empty call, on ``device`` (``"cpu"`` or ``"gpu"``).
 
@@ -193,7 +200,7 @@ def build_case(shape: Shape, mode: str, implementations: tuple[str, ...], device
     calls outside it would compile again.)
     """
     target = jax_device(device)
-    tf_device = impls.tf_device(device)
+    tf_device = device_string(device)
     # Auto's choices are read back from tuning.choices(): forget those of earlier cases, so that it lists
     # this case's alone (a geometry met before is then read from the disk cache, not measured again).
     tuning.clear_memory()
@@ -201,7 +208,10 @@ def build_case(shape: Shape, mode: str, implementations: tuple[str, ...], device
     trace_counts = collections.Counter()
     functions, args, first_call_s = {}, {}, {}
     layers = impls.build_layers(shape, implementations, seed)
-    calls = {impl: (_layer_call(layer), [v.value for v in layer.trainable_variables]) for impl, layer in layers.items()}
+    calls = {
+        impl: (_layer_call(layer), [v.value for v in layer.trainable_variables])
+        for impl, layer in layers.items()
+    }
     calls[CEILING] = (_ceiling, [jax.device_put(w, target) for w in impls.ceiling_weights(shape, seed)])
     layer_args = tuple(jax.device_put(a, target) for a in layer_arrays)
     ceiling_args = tuple(jax.device_put(a, target) for a in ceiling_arrays)
@@ -217,8 +227,14 @@ def build_case(shape: Shape, mode: str, implementations: tuple[str, ...], device
         functions[KERAS_TF], first_call_s[KERAS_TF] = impls.traced_step(call, variables, mode, args[KERAS_TF])
     run = {name: impls.bind(function, args[name]) for name, function in functions.items()}
     return JaxCase(
-        implementations=(*implementations, KERAS_TF), run=run, functions=functions, args=args,
-        first_call_s=first_call_s, sync=_sync_for(impls.sync_for(tf_device)),
-        kernels=f"XLA {target.platform.upper()}", tf_kernels=impls.kernels(tf_device),
-        picks=impls.auto_choices(layers.get("auto"), mode), trace_counts=trace_counts,
+        implementations=(*implementations, KERAS_TF),
+        run=run,
+        functions=functions,
+        args=args,
+        first_call_s=first_call_s,
+        sync=_sync_for(impls.sync_for(tf_device)),
+        kernels=f"XLA {target.platform.upper()}",
+        tf_kernels=impls.kernels(tf_device),
+        picks=impls.auto_choices(layers.get("auto"), mode),
+        trace_counts=trace_counts,
     )

@@ -77,8 +77,12 @@ def cpu_peak_bytes(
     """
     request = {"suite": suite, "shapes": [s.name for s in shapes], "modes": list(modes), "seed": seed}
     # CUDA_VISIBLE_DEVICES="": a GPU, if any, would only add its runtime's memory to the CPU measurement.
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(_MMAP_THRESHOLD), TF_CPP_MIN_LOG_LEVEL="2",
-               CUDA_VISIBLE_DEVICES="")
+    env = dict(
+        os.environ,
+        MALLOC_MMAP_THRESHOLD_=str(_MMAP_THRESHOLD),
+        TF_CPP_MIN_LOG_LEVEL="2",
+        CUDA_VISIBLE_DEVICES="",
+    )
 
     def child(impl: str) -> dict[tuple[str, str, str], int]:
         completed = subprocess.run(

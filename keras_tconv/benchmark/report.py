@@ -18,12 +18,48 @@ import statistics
 from pathlib import Path
 
 COLUMNS = (
-    "suite", "backend", "device", "kernels", "mode", "shape", "layer", "source",
-    "batch", "height", "width", "in_channels", "filters", "kernel_h", "kernel_w", "stride_h", "stride_w",
-    "padding", "output_padding", "out_height", "out_width", "macs",
-    "impl", "auto_picks", "time_ms", "time_q1_ms", "time_q3_ms", "calls_per_sample", "samples",
-    "speedup_vs_keras", "gflops", "ceiling_ms", "ceiling_gflops", "empty_call_ms", "efficiency",
-    "max_rel_err", "traces", "first_call_ms", "peak_mem_mb", "ops", "xnnpack", "error",
+    "suite",
+    "backend",
+    "device",
+    "kernels",
+    "mode",
+    "shape",
+    "layer",
+    "source",
+    "batch",
+    "height",
+    "width",
+    "in_channels",
+    "filters",
+    "kernel_h",
+    "kernel_w",
+    "stride_h",
+    "stride_w",
+    "padding",
+    "output_padding",
+    "out_height",
+    "out_width",
+    "macs",
+    "impl",
+    "auto_picks",
+    "time_ms",
+    "time_q1_ms",
+    "time_q3_ms",
+    "calls_per_sample",
+    "samples",
+    "speedup_vs_keras",
+    "gflops",
+    "ceiling_ms",
+    "ceiling_gflops",
+    "empty_call_ms",
+    "efficiency",
+    "max_rel_err",
+    "traces",
+    "first_call_ms",
+    "peak_mem_mb",
+    "ops",
+    "xnnpack",
+    "error",
 )
 # Relative error (max |impl - keras| / max |keras|) above which the report flags a result.
 ERROR_FLAG = 1e-4
@@ -72,7 +108,11 @@ def _impls(rows: list[dict]) -> list[str]:
 
 
 def _fmt(value, spec: str, suffix: str = "") -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:{spec}}{suffix}"
+    return (
+        "–"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else f"{value:{spec}}{suffix}"
+    )
 
 
 def _table(header: list[str], body: list[list[str]]) -> list[str]:
@@ -96,24 +136,37 @@ def _summary(grouped: dict, impls: list[str]) -> list[str]:
         for impl in impls:
             if impl == "keras":
                 continue
-            speedups = {name: by_impl[impl]["speedup_vs_keras"] for name, by_impl in shapes.items()
-                        if by_impl.get(impl, {}).get("speedup_vs_keras")}
+            speedups = {
+                name: by_impl[impl]["speedup_vs_keras"]
+                for name, by_impl in shapes.items()
+                if by_impl.get(impl, {}).get("speedup_vs_keras")
+            }
             if not speedups:
                 continue
             worst = min(speedups, key=speedups.get)
             efficiencies = [by_impl[impl].get("efficiency") for by_impl in shapes.values() if impl in by_impl]
-            body.append([
-                mode, impl, _fmt(geomean(speedups.values()), ".2f", "x"),
-                f"{speedups[worst]:.2f}x ({worst})", _fmt(max(speedups.values()), ".2f", "x"),
-                _fmt(geomean(efficiencies), ".0%") if not mode.startswith("tflite") else "–",
-            ])
+            body.append(
+                [
+                    mode,
+                    impl,
+                    _fmt(geomean(speedups.values()), ".2f", "x"),
+                    f"{speedups[worst]:.2f}x ({worst})",
+                    _fmt(max(speedups.values()), ".2f", "x"),
+                    _fmt(geomean(efficiencies), ".0%") if not mode.startswith("tflite") else "–",
+                ]
+            )
     header = ["mode", "impl", "geomean speedup vs keras", "min (shape)", "max", "geomean efficiency"]
     lines = _table(header, body) + _first_call_note(grouped)
     bound = {mode: len(_overhead_bound_shapes(shapes)) for mode, shapes in grouped.items()}
     if any(bound.values()):
-        counts = ", ".join(f"{count} of {len(grouped[mode])} in {mode}" for mode, count in bound.items() if count)
-        lines += ["", f"The geomeans include overhead-bound shapes ({counts}; marked {OVERHEAD_MARK} below), "
-                  "whose speedups measure per-call overhead more than the convolution."]
+        counts = ", ".join(
+            f"{count} of {len(grouped[mode])} in {mode}" for mode, count in bound.items() if count
+        )
+        lines += [
+            "",
+            f"The geomeans include overhead-bound shapes ({counts}; marked {OVERHEAD_MARK} below), "
+            "whose speedups measure per-call overhead more than the convolution.",
+        ]
     return lines
 
 
@@ -121,15 +174,19 @@ def _first_call_note(grouped: dict) -> list[str]:
     """How much longer ``auto``'s first call takes than Keras's (tracing, and measuring its candidates)."""
     lines = []
     for mode, shapes in grouped.items():
-        extra = {name: by_impl["auto"]["first_call_ms"] - by_impl["keras"]["first_call_ms"]
-                 for name, by_impl in shapes.items()
-                 if by_impl.get("auto", {}).get("first_call_ms") is not None
-                 and by_impl.get("keras", {}).get("first_call_ms") is not None}
+        extra = {
+            name: by_impl["auto"]["first_call_ms"] - by_impl["keras"]["first_call_ms"]
+            for name, by_impl in shapes.items()
+            if by_impl.get("auto", {}).get("first_call_ms") is not None
+            and by_impl.get("keras", {}).get("first_call_ms") is not None
+        }
         if extra:
             worst = max(extra, key=extra.get)
-            lines.append(f"- {mode}: auto's first call (trace, and timing its candidates on a fresh cache) took "
-                         f"{statistics.median(extra.values()):.0f} ms longer than keras's (median over shapes), "
-                         f"at most {extra[worst]:.0f} ms ({worst}).")
+            lines.append(
+                f"- {mode}: auto's first call (trace, and timing its candidates on a fresh cache) took "
+                f"{statistics.median(extra.values()):.0f} ms longer than keras's (median over shapes), "
+                f"at most {extra[worst]:.0f} ms ({worst})."
+            )
     return [""] + lines if lines else []
 
 
@@ -141,8 +198,12 @@ def _mode_tables(mode: str, shapes: dict, impls: list[str]) -> list[str]:
     for name, by_impl in shapes.items():
         keras_row = by_impl.get("keras", {})
         marked = f"{name} {OVERHEAD_MARK}" if overhead_bound(keras_row) else name
-        cells = [marked, keras_row.get("layer", ""), _fmt(keras_row.get("macs", 0) / 1e6, ".3g"),
-                 _fmt(keras_row.get("time_ms"), ".3f")]
+        cells = [
+            marked,
+            keras_row.get("layer", ""),
+            _fmt(keras_row.get("macs", 0) / 1e6, ".3g"),
+            _fmt(keras_row.get("time_ms"), ".3f"),
+        ]
         for impl in others:
             row = by_impl.get(impl)
             if row is None or row.get("time_ms") is None:
@@ -163,23 +224,33 @@ def _mode_tables(mode: str, shapes: dict, impls: list[str]) -> list[str]:
     lines += _table(header, body) + _overhead_note(mode, shapes)
     if mode.startswith("tflite"):
         return lines + _tflite_ops(shapes, impls)
-    lines += ["", "Efficiency: dense-conv ceiling time / impl time, and GFLOP/s. The ceiling is a stride-1 "
-              "\"same\" conv2d of the same input with the layer's kernel size and output channels (plus bias): "
-              "exactly the layer's multiply-accumulates, so its GFLOP/s is this machine's practical rate for that "
-              "work. With very few output channels that conv is itself slow, and efficiencies above 100% say so.", ""]
+    lines += [
+        "",
+        "Efficiency: dense-conv ceiling time / impl time, and GFLOP/s. The ceiling is a stride-1 "
+        '"same" conv2d of the same input with the layer\'s kernel size and output channels (plus bias): '
+        "exactly the layer's multiply-accumulates, so its GFLOP/s is this machine's practical rate for that "
+        "work. With very few output channels that conv is itself slow, and efficiencies above 100% say so.",
+        "",
+    ]
     header = ["shape", "ceiling GFLOP/s"] + [f"{impl} (GFLOP/s)" for impl in impls]
     body = []
     for name, by_impl in shapes.items():
         any_row = next(iter(by_impl.values()))
         cells = [name, _fmt(any_row.get("ceiling_gflops"), ".3g")]
-        cells += [f"{_fmt(by_impl[i].get('efficiency'), '.0%')} ({_fmt(by_impl[i].get('gflops'), '.3g')})"
-                  if i in by_impl else "–" for i in impls]
+        cells += [
+            f"{_fmt(by_impl[i].get('efficiency'), '.0%')} ({_fmt(by_impl[i].get('gflops'), '.3g')})"
+            if i in by_impl
+            else "–"
+            for i in impls
+        ]
         body.append(cells)
     lines += _table(header, body)
     if any(row.get("peak_mem_mb") is not None for by_impl in shapes.values() for row in by_impl.values()):
         lines += ["", "Peak memory of one step beyond inputs and weights (output included), MB.", ""]
-        body = [[name] + [_fmt(by_impl.get(i, {}).get("peak_mem_mb"), ".1f") for i in impls]
-                for name, by_impl in shapes.items()]
+        body = [
+            [name] + [_fmt(by_impl.get(i, {}).get("peak_mem_mb"), ".1f") for i in impls]
+            for name, by_impl in shapes.items()
+        ]
         lines += _table(["shape"] + impls, body)
     if flags:
         lines += ["", "**Check these results:**", ""] + flags
@@ -192,13 +263,20 @@ def _overhead_note(mode: str, shapes: dict) -> list[str]:
     if not bound:
         return []
     keras_rows = {name: shapes[name]["keras"] for name in bound}
-    empty = "LiteRT model" if mode.startswith("tflite") else _EMPTY_FUNCTIONS.get(
-        next(iter(keras_rows.values())).get("backend"), "tf.function")
-    times = "; ".join(f"{name}: {row['empty_call_ms']:.3f} of {row['time_ms']:.3f} ms"
-                      for name, row in keras_rows.items())
-    return ["", f"{OVERHEAD_MARK} Overhead-bound: invoking an empty {empty} with the same inputs takes at least "
-            f"{OVERHEAD_BOUND_SHARE:.0%} of Keras's time ({times}), so the speedups of these shapes measure "
-            "per-call overhead more than the convolution."]
+    empty = (
+        "LiteRT model"
+        if mode.startswith("tflite")
+        else _EMPTY_FUNCTIONS.get(next(iter(keras_rows.values())).get("backend"), "tf.function")
+    )
+    times = "; ".join(
+        f"{name}: {row['empty_call_ms']:.3f} of {row['time_ms']:.3f} ms" for name, row in keras_rows.items()
+    )
+    return [
+        "",
+        f"{OVERHEAD_MARK} Overhead-bound: invoking an empty {empty} with the same inputs takes at least "
+        f"{OVERHEAD_BOUND_SHARE:.0%} of Keras's time ({times}), so the speedups of these shapes measure "
+        "per-call overhead more than the convolution.",
+    ]
 
 
 def _tflite_ops(shapes: dict, impls: list[str]) -> list[str]:
@@ -208,8 +286,15 @@ def _tflite_ops(shapes: dict, impls: list[str]) -> list[str]:
         for impl in impls:
             row = by_impl.get(impl)
             if row is not None:
-                body.append([name, impl, _compact_ops(row.get("ops") or ""), row.get("xnnpack") or "",
-                             row.get("error") or ""])
+                body.append(
+                    [
+                        name,
+                        impl,
+                        _compact_ops(row.get("ops") or ""),
+                        row.get("xnnpack") or "",
+                        row.get("error") or "",
+                    ]
+                )
     return lines + _table(["shape", "impl", "ops", "XNNPACK", "error"], body)
 
 
@@ -244,13 +329,19 @@ def plot_speedups(rows: list[dict], path: Path) -> None:
     grouped = _by_mode(rows)
     impls = [impl for impl in _impls(rows) if impl != "keras"]
     n_shapes = max(len(shapes) for shapes in grouped.values())
-    fig, axes = plt.subplots(len(grouped), 1, squeeze=False,
-                             figsize=(max(7.0, 0.22 * n_shapes * len(impls) + 1.5), 3.0 * len(grouped) + 0.6))
+    fig, axes = plt.subplots(
+        len(grouped),
+        1,
+        squeeze=False,
+        figsize=(max(7.0, 0.22 * n_shapes * len(impls) + 1.5), 3.0 * len(grouped) + 0.6),
+    )
     width = 0.8 / max(1, len(impls))
     for ax, (mode, shapes) in zip(axes[:, 0], grouped.items()):
         names = list(shapes)
-        values = {impl: [shapes[name].get(impl, {}).get("speedup_vs_keras") or float("nan") for name in names]
-                  for impl in impls}
+        values = {
+            impl: [shapes[name].get(impl, {}).get("speedup_vs_keras") or float("nan") for name in names]
+            for impl in impls
+        }
         for i, impl in enumerate(impls):
             offsets = [j + (i - (len(impls) - 1) / 2) * width for j in range(len(names))]
             ax.bar(offsets, values[impl], width, label=impl, color=f"C{i}")

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 from keras_tconv.benchmark import impls, memory, tflite
 from keras_tconv.benchmark.suites import Shape
+from keras_tconv.tf_devices import device_string
 from keras_tconv.timing import Timing, measure
 
 
@@ -47,20 +48,33 @@ class Options:
 def _layer_columns(shape: Shape) -> dict:
     out = impls.output_shape(shape)
     return {
-        "shape": shape.name, "layer": shape.describe(), "source": shape.source,
-        "batch": shape.batch, "height": shape.height, "width": shape.width,
-        "in_channels": shape.in_channels, "filters": shape.filters,
-        "kernel_h": shape.kernel[0], "kernel_w": shape.kernel[1],
-        "stride_h": shape.strides[0], "stride_w": shape.strides[1], "padding": shape.padding,
+        "shape": shape.name,
+        "layer": shape.describe(),
+        "source": shape.source,
+        "batch": shape.batch,
+        "height": shape.height,
+        "width": shape.width,
+        "in_channels": shape.in_channels,
+        "filters": shape.filters,
+        "kernel_h": shape.kernel[0],
+        "kernel_w": shape.kernel[1],
+        "stride_h": shape.strides[0],
+        "stride_w": shape.strides[1],
+        "padding": shape.padding,
         "output_padding": "x".join(map(str, shape.output_padding)) if shape.output_padding else "",
-        "out_height": out[1], "out_width": out[2], "macs": shape.macs,
+        "out_height": out[1],
+        "out_width": out[2],
+        "macs": shape.macs,
     }
 
 
 def _timing_columns(timing: Timing, keras: Timing, macs: int) -> dict:
     return {
-        "time_ms": timing.median_s * 1e3, "time_q1_ms": timing.q1_s * 1e3, "time_q3_ms": timing.q3_s * 1e3,
-        "calls_per_sample": timing.calls_per_sample, "samples": timing.samples,
+        "time_ms": timing.median_s * 1e3,
+        "time_q1_ms": timing.q1_s * 1e3,
+        "time_q3_ms": timing.q3_s * 1e3,
+        "calls_per_sample": timing.calls_per_sample,
+        "samples": timing.samples,
         "speedup_vs_keras": keras.median_s / timing.median_s if keras else None,
         "gflops": 2 * macs / timing.median_s / 1e9,
     }
@@ -86,44 +100,77 @@ def time_shape(shape: Shape, mode: str, options: Options, device: str, cpu_peaks
     errors = {impl: impls.max_relative_error(outputs[impl], outputs["keras"]) for impl in outputs}
     del outputs
     timings = measure(case.run, case.sync, options.rounds, options.warmup, options.min_sample_s)
-    peaks = {impl: cpu_peaks[(shape.name, mode, impl)] for impl in case.implementations
-             if (shape.name, mode, impl) in cpu_peaks}
+    peaks = {
+        impl: cpu_peaks[(shape.name, mode, impl)]
+        for impl in case.implementations
+        if (shape.name, mode, impl) in cpu_peaks
+    }
     if options.memory and device.startswith("/GPU"):
-        peaks = {impl: memory.gpu_peak_bytes(case.run[impl], case.sync, device.strip("/"))
-                 for impl in case.implementations}
+        peaks = {
+            impl: memory.gpu_peak_bytes(case.run[impl], case.sync, device.strip("/"))
+            for impl in case.implementations
+        }
     # The training step does three products of the forward's size: forward, input and kernel gradients.
     macs = shape.macs * (3 if mode == "train" else 1)
     ceiling = timings[impls.CEILING]
-    common = {"suite": options.suite, "device": options.device, "mode": mode, **_layer_columns(shape),
-              "auto_picks": case.auto_picks(), "ceiling_ms": ceiling.median_s * 1e3,
-              "ceiling_gflops": 2 * macs / ceiling.median_s / 1e9,
-              "empty_call_ms": timings[impls.EMPTY_CALL].median_s * 1e3}
+    common = {
+        "suite": options.suite,
+        "device": options.device,
+        "mode": mode,
+        **_layer_columns(shape),
+        "auto_picks": case.auto_picks(),
+        "ceiling_ms": ceiling.median_s * 1e3,
+        "ceiling_gflops": 2 * macs / ceiling.median_s / 1e9,
+        "empty_call_ms": timings[impls.EMPTY_CALL].median_s * 1e3,
+    }
     rows = []
     for impl in case.implementations:
-        rows.append({
-            **common, **case.columns(impl), "impl": impl, **_timing_columns(timings[impl], timings["keras"], macs),
-            "efficiency": ceiling.median_s / timings[impl].median_s,
-            "max_rel_err": errors[impl], "first_call_ms": case.first_call_s[impl] * 1e3,
-            "peak_mem_mb": peaks[impl] / 2**20 if impl in peaks else None,
-        })
+        rows.append(
+            {
+                **common,
+                **case.columns(impl),
+                "impl": impl,
+                **_timing_columns(timings[impl], timings["keras"], macs),
+                "efficiency": ceiling.median_s / timings[impl].median_s,
+                "max_rel_err": errors[impl],
+                "first_call_ms": case.first_call_s[impl] * 1e3,
+                "peak_mem_mb": peaks[impl] / 2**20 if impl in peaks else None,
+            }
+        )
     return rows
 
 
 def tflite_rows(shape: Shape, options: Options, mode: str = "tflite") -> list[dict]:
     """Rows for one shape's batch-1 TFLite models (mode ``tflite``, or ``tflite_int8`` quantized)."""
-    results, empty_call = tflite.run_shape(shape, options.implementations, options.tflite_threads, options.rounds,
-                                           options.warmup, options.min_sample_s, options.seed,
-                                           int8=mode == "tflite_int8")
+    results, empty_call = tflite.run_shape(
+        shape,
+        options.implementations,
+        options.tflite_threads,
+        options.rounds,
+        options.warmup,
+        options.min_sample_s,
+        options.seed,
+        int8=mode == "tflite_int8",
+    )
     keras = next((r.timing for r in results if r.impl == "keras"), None)
     batch1 = shape.with_batch(1)
     picks = impls.auto_picks({r.impl: r.ops for r in results if not r.error})
     rows = []
     for result in results:
-        row = {"suite": options.suite, "backend": "tensorflow", "device": f"litert-xnnpack-{options.tflite_threads}t",
-               "mode": mode, **_layer_columns(batch1), "auto_picks": picks, "empty_call_ms": empty_call.median_s * 1e3,
-               "impl": result.impl,
-               "max_rel_err": result.max_rel_err, "ops": " ".join(result.ops),
-               "xnnpack": "yes" if result.delegated else "no", "error": result.error}
+        row = {
+            "suite": options.suite,
+            "backend": "tensorflow",
+            "device": f"litert-xnnpack-{options.tflite_threads}t",
+            "mode": mode,
+            **_layer_columns(batch1),
+            "auto_picks": picks,
+            "empty_call_ms": empty_call.median_s * 1e3,
+            "impl": result.impl,
+            "max_rel_err": result.max_rel_err,
+            "ops": " ".join(result.ops),
+            "xnnpack": "yes" if result.delegated else "no",
+            "error": result.error,
+        }
         if result.timing is not None:
             row.update(_timing_columns(result.timing, keras, batch1.macs))
         rows.append(row)
@@ -132,13 +179,17 @@ def tflite_rows(shape: Shape, options: Options, mode: str = "tflite") -> list[di
 
 def plan(shapes: tuple[Shape, ...], options: Options) -> list[tuple[str, Callable[[], list[dict]]]]:
     """The run as ``(label, step)`` pairs; calling the steps in order returns all rows."""
-    device = impls.tf_device(options.device)
+    device = device_string(options.device)
     cpu_peaks: dict[tuple[str, str, str], int] = {}
     steps = []
     if options.memory and device == "/CPU:0":
+
         def measure_memory() -> list[dict]:
-            cpu_peaks.update(memory.cpu_peak_bytes(options.suite, shapes, options.modes, options.implementations,
-                                                   options.seed))
+            cpu_peaks.update(
+                memory.cpu_peak_bytes(
+                    options.suite, shapes, options.modes, options.implementations, options.seed
+                )
+            )
             return []
 
         steps.append(("memory (subprocesses)", measure_memory))

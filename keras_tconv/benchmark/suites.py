@@ -108,12 +108,24 @@ MODELS = (
     Shape("dcgan_4to8", "DCGAN generator 4->8 (ngf*8 -> ngf*4)", 64, 4, 4, 512, 256, _square(4)),
     Shape("dcgan_8to16", "DCGAN generator 8->16", 64, 8, 8, 256, 128, _square(4)),
     Shape("dcgan_16to32", "DCGAN generator 16->32", 64, 16, 16, 128, 64, _square(4)),
-    Shape("dcgan_32to64", "DCGAN generator 32->64 (to RGB)", 64, 32, 32, 64, 3, _square(4), activation="tanh"),
-    # TensorFlow's DCGAN tutorial (MNIST), batch 256; its layers have use_bias=False.
-    Shape("tfdcgan_7to14", "TF DCGAN tutorial generator 7->14", 256, 7, 7, 128, 64, _square(5), use_bias=False),
     Shape(
-        "tfdcgan_14to28", "TF DCGAN tutorial generator 14->28 (to 1 channel)", 256, 14, 14, 64, 1, _square(5),
-        activation="tanh", use_bias=False,
+        "dcgan_32to64", "DCGAN generator 32->64 (to RGB)", 64, 32, 32, 64, 3, _square(4), activation="tanh"
+    ),
+    # TensorFlow's DCGAN tutorial (MNIST), batch 256; its layers have use_bias=False.
+    Shape(
+        "tfdcgan_7to14", "TF DCGAN tutorial generator 7->14", 256, 7, 7, 128, 64, _square(5), use_bias=False
+    ),
+    Shape(
+        "tfdcgan_14to28",
+        "TF DCGAN tutorial generator 14->28 (to 1 channel)",
+        256,
+        14,
+        14,
+        64,
+        1,
+        _square(5),
+        activation="tanh",
+        use_bias=False,
     ),
     # U-Net decoder up-convolutions (2x2, stride 2), 256x256 inputs, 32 base filters, batch 4.
     Shape("unet_up16", "U-Net decoder up-conv 16->32", 4, 16, 16, 512, 256, _square(2)),
@@ -121,16 +133,56 @@ MODELS = (
     Shape("unet_up64", "U-Net decoder up-conv 64->128", 4, 64, 64, 128, 64, _square(2)),
     Shape("unet_up128", "U-Net decoder up-conv 128->256", 4, 128, 128, 64, 32, _square(2)),
     # Image autoencoders.
-    Shape("vae_mnist_7to14", "Keras VAE example decoder 7->14", 128, 7, 7, 64, 64, _square(3), activation="relu"),
-    Shape("vae_mnist_14to28", "Keras VAE example decoder 14->28", 128, 14, 14, 64, 32, _square(3), activation="relu"),
-    Shape("ae_mnist_3to7", "MNIST conv autoencoder decoder 3->7 (valid)", 128, 3, 3, 128, 64, _square(3),
-          padding="valid", activation="relu"),
-    Shape("ae_cifar_16to32", "CIFAR-10 conv autoencoder decoder 16->32", 64, 16, 16, 64, 32, _square(3),
-          activation="relu"),
+    Shape(
+        "vae_mnist_7to14", "Keras VAE example decoder 7->14", 128, 7, 7, 64, 64, _square(3), activation="relu"
+    ),
+    Shape(
+        "vae_mnist_14to28",
+        "Keras VAE example decoder 14->28",
+        128,
+        14,
+        14,
+        64,
+        32,
+        _square(3),
+        activation="relu",
+    ),
+    Shape(
+        "ae_mnist_3to7",
+        "MNIST conv autoencoder decoder 3->7 (valid)",
+        128,
+        3,
+        3,
+        128,
+        64,
+        _square(3),
+        padding="valid",
+        activation="relu",
+    ),
+    Shape(
+        "ae_cifar_16to32",
+        "CIFAR-10 conv autoencoder decoder 16->32",
+        64,
+        16,
+        16,
+        64,
+        32,
+        _square(3),
+        activation="relu",
+    ),
     # Super-resolution upsamplers.
     Shape("lapsrn_32to64", "LapSRN feature upsampler (4x4 deconv, 64 ch)", 16, 32, 32, 64, 64, _square(4)),
-    Shape("srdensenet_32to64", "SRDenseNet deconvolution layer (3x3, 256 ch)", 4, 32, 32, 256, 256, _square(3),
-          activation="relu"),
+    Shape(
+        "srdensenet_32to64",
+        "SRDenseNet deconvolution layer (3x3, 256 ch)",
+        4,
+        32,
+        32,
+        256,
+        256,
+        _square(3),
+        activation="relu",
+    ),
 )
 
 QUICK = (
@@ -138,6 +190,7 @@ QUICK = (
     Shape("tiny_k4_valid", "smoke test", 1, 5, 7, 3, 2, _square(4), padding="valid"),
     Shape("tiny_k3_outpad", "smoke test", 2, 4, 5, 2, 5, _square(3), padding="valid", output_padding=(1, 0)),
 )
+
 
 def random_layers(seed: int, count: int, prefix: str) -> tuple[Shape, ...]:
     """``count`` seeded random layers of the kinds decoders and generators use.
@@ -168,7 +221,13 @@ def random_layers(seed: int, count: int, prefix: str) -> tuple[Shape, ...]:
             Shape(
                 f"{prefix}{index:02d}",
                 f"random layer (seed {seed})",
-                batch, size, size, channels, filters, _square(kernel), _square(stride),
+                batch,
+                size,
+                size,
+                channels,
+                filters,
+                _square(kernel),
+                _square(stride),
                 padding="same" if rng.random() < 0.8 else "valid",
                 activation="relu" if rng.random() < 0.5 else None,
                 use_bias=bool(rng.random() < 0.7),
@@ -198,6 +257,8 @@ def get_suite(name: str, only: list[str] | None = None) -> tuple[Shape, ...]:
     if only:
         unknown = sorted(set(only) - {shape.name for shape in shapes})
         if unknown:
-            raise ValueError(f"Suite {name!r} has no shapes named {unknown}; it has {[s.name for s in shapes]}")
+            raise ValueError(
+                f"Suite {name!r} has no shapes named {unknown}; it has {[s.name for s in shapes]}"
+            )
         shapes = tuple(shape for shape in shapes if shape.name in only)
     return shapes

@@ -18,11 +18,8 @@ the report and the tests.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib.util
-import os
-import sys
 import tempfile
 from typing import TYPE_CHECKING
 
@@ -34,6 +31,7 @@ from tensorflow.lite.python import schema_py_generated as schema
 from keras_tconv import lowering_target
 from keras_tconv.benchmark import BENCH_EXTRA, impls
 from keras_tconv.benchmark.suites import Shape
+from keras_tconv.native_stderr import native_stderr_discarded
 from keras_tconv.timing import Timing, measure
 
 if TYPE_CHECKING:
@@ -41,7 +39,9 @@ if TYPE_CHECKING:
 
 LITERT_MISSING = f"--tflite needs LiteRT (ai-edge-litert), which the base install lacks: {BENCH_EXTRA}"
 
-_BUILTIN_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+_BUILTIN_NAMES = {
+    code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")
+}
 
 
 def litert_available() -> bool:
@@ -91,22 +91,9 @@ class TfliteResult:
     error: str = ""
 
 
-@contextlib.contextmanager
-def _stderr_discarded():
-    """Send file descriptor 2 to /dev/null: the converter prints MLIR dumps there
-    itself (not through Python), also for failures that are reported anyway."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def convert(layer: keras.layers.Layer, input_shape: tuple[int, ...], calibration: np.ndarray | None = None) -> bytes:
+def convert(
+    layer: keras.layers.Layer, input_shape: tuple[int, ...], calibration: np.ndarray | None = None
+) -> bytes:
     """A TFLite flatbuffer of ``layer`` alone, for a fixed ``input_shape``.
 
     The layer is traced under ``lowering_target("litert")``, or with
@@ -114,10 +101,12 @@ def convert(layer: keras.layers.Layer, input_shape: tuple[int, ...], calibration
     under ``lowering_target("litert_int8")`` and quantized to full integer:
     int8 weights and activations, every op an int8 builtin, calibrated on
     those samples (float input and output, quantized at the model's edges).
+    What the converter prints to standard error itself (MLIR dumps, for
+    failures too, which the caller reports anyway) is discarded.
     """
     model = keras.Sequential([keras.Input(input_shape[1:], batch_size=input_shape[0]), layer])
     target = "litert" if calibration is None else "litert_int8"
-    with tempfile.TemporaryDirectory() as directory, _stderr_discarded(), lowering_target(target):
+    with tempfile.TemporaryDirectory() as directory, native_stderr_discarded(), lowering_target(target):
         model.export(
             directory,
             format="tf_saved_model",
@@ -144,8 +133,10 @@ def _empty_model(input_shape: tuple[int, ...]) -> bytes:
     any model of that input costs before it computes."""
     module = tf.Module()
     module.identity = tf.function(tf.identity, input_signature=[tf.TensorSpec(input_shape, tf.float32)])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.identity.get_concrete_function()], module)
-    with _stderr_discarded():
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.identity.get_concrete_function()], module
+    )
+    with native_stderr_discarded():
         return converter.convert()
 
 
@@ -197,7 +188,10 @@ def run_shape(
         ops[impl] = model_ops(model)
     empty = _interpreter(_empty_model(shape.input_shape), threads, x)
     timings = measure(
-        {**{impl: interpreter.invoke for impl, interpreter in interpreters.items()}, impls.EMPTY_CALL: empty.invoke},
+        {
+            **{impl: interpreter.invoke for impl, interpreter in interpreters.items()},
+            impls.EMPTY_CALL: empty.invoke,
+        },
         sync=lambda _: None,
         rounds=rounds,
         warmup=warmup,

@@ -83,7 +83,8 @@ def _match_copy(model: keras.Model, copy: keras.Model) -> None:
 
 
 def _counterparts(layer: keras.layers.Layer, copied: keras.layers.Layer) -> bool:
-    """Whether ``copied`` is a copy of ``layer``: same class (or the same transposed convolution), same variables."""
+    """Whether ``copied`` is a copy of ``layer``: same class (or the same transposed convolution), same
+    variables."""
     if type(layer) in CONVERTIBLE and type(copied) in CONVERTIBLE:
         same_kind = _geometry(layer) == _geometry(copied)
     else:

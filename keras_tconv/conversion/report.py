@@ -54,7 +54,8 @@ class ConvertedLayer:
 
     @property
     def lowering(self) -> str | None:
-        """The lowering a segregated layer runs; None for Keras's layer, or under ``auto`` until the layer has run.
+        """The lowering a segregated layer runs; None for Keras's layer, or under ``auto`` until
+        the layer has run.
 
         A fixed ``implementation`` is its own lowering; under ``auto`` it is
         the layer's ``chosen_implementation``, which the layer sets when it runs.
@@ -81,7 +82,10 @@ class SkippedLayer:
 
     @property
     def reason(self) -> str:
-        own_call = type(self.layer).call not in (keras.layers.Conv2DTranspose.call, SegregatedConv2DTranspose.call)
+        own_call = type(self.layer).call not in (
+            keras.layers.Conv2DTranspose.call,
+            SegregatedConv2DTranspose.call,
+        )
         if own_call:
             return "subclass with its own call"
         return "subclass (replacing it would drop its class)"
@@ -110,7 +114,9 @@ class ConversionReport:
                 f"{_plural(len(self.converted), 'layer')} converted to {_TARGET_CLASS[self.target]}"
             ]
             header = ["Path", "Before", "After", "Kernel", "Strides", "Padding", "Channels"]
-            rows = [[entry.path, entry.before, entry.after, *entry.geometry.values()] for entry in self.converted]
+            rows = [
+                [entry.path, entry.before, entry.after, *entry.geometry.values()] for entry in self.converted
+            ]
             if self.target == "segregated":
                 header.append("Lowering")
                 for row, entry in zip(rows, self.converted):
@@ -120,7 +126,8 @@ class ConversionReport:
             lines = [f"Model '{self.model_name}': no {_SOURCE_CLASS[self.target]} layer to convert."]
         if self.skipped:
             lines.append(
-                f"Left unchanged: {len(self.skipped)} {_plural(len(self.skipped), 'subclass')} of Conv2DTranspose"
+                f"Left unchanged: {len(self.skipped)} {_plural(len(self.skipped), 'subclass')} "
+                "of Conv2DTranspose"
             )
             lines += _table(
                 ["Path", "Class", "Reason"],
@@ -139,5 +146,6 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     """Left-aligned columns two spaces apart, like ``model.summary()`` without the rules."""
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
     return [
-        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header, *rows]
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip()
+        for line in [header, *rows]
     ]

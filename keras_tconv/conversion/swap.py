@@ -38,7 +38,8 @@ def swap_class(layer: keras.layers.Conv2DTranspose, cls: type, implementation: s
     """
     arguments = _constructor_arguments(layer)
     segregated = SegregatedConv2DTranspose(
-        **arguments, implementation=implementation if cls is SegregatedConv2DTranspose else layer.implementation
+        **arguments,
+        implementation=implementation if cls is SegregatedConv2DTranspose else layer.implementation,
     )
     plain = keras.layers.Conv2DTranspose(**arguments)
     template = segregated if cls is SegregatedConv2DTranspose else plain
@@ -51,7 +52,9 @@ def swap_class(layer: keras.layers.Conv2DTranspose, cls: type, implementation: s
             delattr(layer, name)
     # Both classes' build keep their constructor's rank rule and add the
     # channel axis, which the layer's current spec holds once built.
-    layer.input_spec = keras.layers.InputSpec(**{**template.input_spec.get_config(), "axes": layer.input_spec.axes})
+    layer.input_spec = keras.layers.InputSpec(
+        **{**template.input_spec.get_config(), "axes": layer.input_spec.axes}
+    )
 
 
 def _constructor_arguments(layer: keras.layers.Conv2DTranspose) -> dict:

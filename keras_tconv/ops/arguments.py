@@ -6,7 +6,8 @@ from keras_tconv.ops import registry
 
 
 def check_options(activation, implementation, data_format) -> None:
-    """ValueError unless the activation can be fused, the implementation exists and the data format is Keras's."""
+    """ValueError unless the activation can be fused, the implementation exists and the data
+    format is Keras's."""
     if activation not in registry.FUSED_ACTIVATIONS:
         raise ValueError(
             f"Invalid value for argument `activation`. Expected one of {tuple(registry.FUSED_ACTIVATIONS)}. "

@@ -25,7 +25,8 @@ Each phase is therefore an ordinary stride-1 correlation of the *un-expanded*
 input with the taps of its residue class (reversed, since ``e`` decreases as
 ``t`` grows), shifted by ``P + e_min``. The shift becomes explicit padding (or a
 crop when negative). All offsets lie in ``[-floor((k-1)/s), 0]``, so this
-alignment makes the common window of all phases ``ceil(k/s)`` wide: the smallest possible, which is what lets the "unified"
+alignment makes the common window of all phases ``ceil(k/s)`` wide: the
+smallest possible, which is what lets the "unified"
 lowering stack all phases into one kernel without wasted taps when ``s`` divides
 ``k``. Phases with no taps (stride larger than the kernel) are all zero.
 
@@ -65,7 +66,7 @@ class AxisGeometry:
         return n * self.stride + self.extra
 
     @property
-    def adjoint(self) -> "StridedAxis":
+    def adjoint(self) -> StridedAxis:
         """This axis of the adjoint strided correlation (output -> input),
         which computes the input gradient and, with the roles of its operands
         swapped, the kernel gradient."""
@@ -153,8 +154,7 @@ def axis_geometry(
         crop = max(k_eff - stride - extra, 0) // 2
     else:
         raise ValueError(
-            "The `padding` argument must be one of 'valid', 'same'. "
-            f"Received: padding={padding}"
+            f"The `padding` argument must be one of 'valid', 'same'. Received: padding={padding}"
         )
     return AxisGeometry(stride, kernel_size, crop, extra)
 
@@ -297,8 +297,11 @@ def phase_correlations(plan_h: AxisPlan, plan_w: AxisPlan, kw: int) -> list:
     along the width)`` each (see :func:`phase_index`), or None for a phase
     that no tap reaches (a stride above the kernel)."""
     return [
-        (phase_index(ph, pw, kw), plan_h.window_padding(ph.offsets[0], len(ph.taps)),
-         plan_w.window_padding(pw.offsets[0], len(pw.taps)))
+        (
+            phase_index(ph, pw, kw),
+            plan_h.window_padding(ph.offsets[0], len(ph.taps)),
+            plan_w.window_padding(pw.offsets[0], len(pw.taps)),
+        )
         if ph.taps and pw.taps
         else None
         for ph in plan_h.phases

@@ -1,11 +1,16 @@
-"""What the running TensorFlow computes with: facts that decide speed and correctness."""
+"""What the running TensorFlow computes with: facts that decide speed and correctness.
+
+The CPU's model and instruction sets, TensorFlow's CPU kernel library, and
+its GPU's name: ``auto``'s tuning cache keys its choices by them, and the
+benchmark and the training app report them.
+"""
 
 from __future__ import annotations
 
 import functools
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_kernel_library() -> str:
     """``"oneDNN"`` or ``"Eigen"``: the library behind TensorFlow's CPU
     convolutions in this process.
@@ -36,7 +41,7 @@ def _cpuinfo_field(name: str) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
     import platform
@@ -44,8 +49,18 @@ def cpu_model() -> str:
     return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_isa_flags() -> tuple[str, ...]:
     """Which of the vector-instruction flags that matter here the CPU has (AVX2, AVX-512, AMX)."""
     flags = set((_cpuinfo_field("flags") or "").split())
     return tuple(flag for flag in _ISA_FLAGS if flag in flags)
+
+
+def gpu_name(gpu=None) -> str:
+    """The name of ``gpu`` (a ``tf.config.PhysicalDevice``; by default the first
+    GPU TensorFlow sees) as its driver reports it, such as ``"NVIDIA H100
+    80GB HBM3"``, else TensorFlow's name of the device (``/physical_device:GPU:0``)."""
+    import tensorflow as tf
+
+    gpu = gpu or tf.config.list_physical_devices("GPU")[0]
+    return tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)

@@ -45,10 +45,16 @@ class Implementation:
 REGISTRY = (
     Implementation("native", "the backend's own transposed convolution (what Keras's layer runs)", False),
     Implementation("split", "one stride-1 convolution per output phase, exact sub-kernels", True, "any"),
-    Implementation("rows", "one stride-1 convolution per row of phases, column phases stacked", True, "height"),
+    Implementation(
+        "rows", "one stride-1 convolution per row of phases, column phases stacked", True, "height"
+    ),
     Implementation("unified", "one stride-1 convolution with every phase's sub-kernel stacked", True),
-    Implementation("zero_insertion", "the conventional method: a zero-expanded input and a dense convolution",
-                   False, measured=False),
+    Implementation(
+        "zero_insertion",
+        "the conventional method: a zero-expanded input and a dense convolution",
+        False,
+        measured=False,
+    ),
 )
 BY_NAME = {impl.name: impl for impl in REGISTRY}
 # "auto" chooses among the measured ones, per layer geometry.

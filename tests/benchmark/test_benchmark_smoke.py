@@ -23,9 +23,9 @@ import tensorflow as tf
 from keras_tconv.benchmark import cli, report
 from keras_tconv.benchmark.impls import IMPLEMENTATIONS
 from keras_tconv.benchmark.suites import SUITES
+from tests.helpers.png import PNG_MAGIC
 
 FAST = ["--suite", "quick", "--rounds", "2", "--warmup", "1", "--min-sample-ms", "0"]
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _rows(out):
@@ -40,8 +40,12 @@ def test_quick_suite_both_modes_and_tflite(tmp_path):
 
     rows = _rows(tmp_path)
     shapes = [shape.name for shape in SUITES["quick"]]
-    expected = {(mode, shape, impl) for mode in ("forward", "train", "tflite") for shape in shapes
-                for impl in IMPLEMENTATIONS}
+    expected = {
+        (mode, shape, impl)
+        for mode in ("forward", "train", "tflite")
+        for shape in shapes
+        for impl in IMPLEMENTATIONS
+    }
     assert {(row["mode"], row["shape"], row["impl"]) for row in rows} == expected
     assert len(rows) == len(expected)
     for row in rows:
@@ -61,7 +65,9 @@ def test_quick_suite_both_modes_and_tflite(tmp_path):
             assert row["impl"] != "keras" or float(row["max_rel_err"]) == 0.0
     keras_tflite = [row for row in rows if row["mode"] == "tflite" and row["impl"] == "keras"]
     assert all("TRANSPOSE_CONV" in row["ops"].split() for row in keras_tflite)
-    segregated_tflite = [row for row in rows if row["mode"] == "tflite" and row["impl"] not in ("keras", "native")]
+    segregated_tflite = [
+        row for row in rows if row["mode"] == "tflite" and row["impl"] not in ("keras", "native")
+    ]
     assert all("TRANSPOSE_CONV" not in row["ops"].split() for row in segregated_tflite if not row["error"])
 
     markdown = (tmp_path / "results.md").read_text()
@@ -74,13 +80,18 @@ def test_quick_suite_both_modes_and_tflite(tmp_path):
 def test_jit_compiles_every_implementation_with_xla(tmp_path):
     """``--jit``: every step (Keras's layer and the ceiling too) compiled by
     XLA, said in the header and the rows; auto's pick names its gradient's."""
-    assert cli.main([*FAST, "--mode", "train", "--jit", "--shapes", "tiny_k3_outpad", "--out", str(tmp_path)]) == 0
+    assert (
+        cli.main([*FAST, "--mode", "train", "--jit", "--shapes", "tiny_k3_outpad", "--out", str(tmp_path)])
+        == 0
+    )
     rows = _rows(tmp_path)
     assert {row["impl"] for row in rows} == set(IMPLEMENTATIONS)
     assert {row["kernels"] for row in rows} == {"XLA CPU"}
     assert all(float(row["max_rel_err"]) < 1e-4 for row in rows if row["impl"] != "zero_insertion")
     assert "gradient " in rows[0]["auto_picks"]
-    assert "- backend: tensorflow (tf.function(jit_compile=True): XLA)" in (tmp_path / "results.md").read_text()
+    assert (
+        "- backend: tensorflow (tf.function(jit_compile=True): XLA)" in (tmp_path / "results.md").read_text()
+    )
 
 
 def test_list_and_bad_arguments(capsys):
@@ -108,8 +119,21 @@ def test_list_and_bad_arguments(capsys):
 @pytest.mark.slow
 def test_module_entry_point_with_memory(tmp_path):
     """``python -m`` runs, and ``--memory`` fills peak memory from its per-implementation subprocess."""
-    command = [sys.executable, "-m", "keras_tconv.benchmark", *FAST, "--shapes", "tiny_k3_same",
-               "--mode", "forward", "--impls", "keras", "--memory", "--out", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "keras_tconv.benchmark",
+        *FAST,
+        "--shapes",
+        "tiny_k3_same",
+        "--mode",
+        "forward",
+        "--impls",
+        "keras",
+        "--memory",
+        "--out",
+        str(tmp_path),
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
     rows = _rows(tmp_path)
@@ -127,15 +151,27 @@ def test_jax_backend_times_every_implementation_and_keras_on_tensorflow(tmp_path
     """``--backend jax`` restarts the run on Keras's JAX backend and times every
     implementation plus keras_tf (Keras's TensorFlow computation) in both
     modes, each computing what Keras's layer on JAX computes."""
-    command = [sys.executable, "-m", "keras_tconv.benchmark", "--backend", "jax", *FAST,
-               "--shapes", ",".join(JAX_SHAPES), "--out", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "keras_tconv.benchmark",
+        "--backend",
+        "jax",
+        *FAST,
+        "--shapes",
+        ",".join(JAX_SHAPES),
+        "--out",
+        str(tmp_path),
+    ]
     env = {name: value for name, value in os.environ.items() if name != "KERAS_BACKEND"}
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert completed.returncode == 0, completed.stderr[-3000:]
 
     rows = _rows(tmp_path)
     names = (*IMPLEMENTATIONS, "keras_tf")
-    expected = {(mode, shape, impl) for mode in ("forward", "train") for shape in JAX_SHAPES for impl in names}
+    expected = {
+        (mode, shape, impl) for mode in ("forward", "train") for shape in JAX_SHAPES for impl in names
+    }
     assert {(row["mode"], row["shape"], row["impl"]) for row in rows} == expected
     assert len(rows) == len(expected)
     for row in rows:
@@ -149,7 +185,9 @@ def test_jax_backend_times_every_implementation_and_keras_on_tensorflow(tmp_path
         if row["impl"] == "keras":
             assert float(row["speedup_vs_keras"]) == 1.0 and float(row["max_rel_err"]) == 0.0
         picks = row["auto_picks"].split(", gradient ")
-        assert picks[0] in IMPLEMENTATIONS and len(picks) == (2 if row["mode"] == "train" else 1), row["auto_picks"]
+        assert picks[0] in IMPLEMENTATIONS and len(picks) == (2 if row["mode"] == "train" else 1), row[
+            "auto_picks"
+        ]
     markdown = (tmp_path / "results.md").read_text()
     assert "- backend: jax (XLA, jax.jit), JAX " in markdown and "keras_tf: TensorFlow " in markdown
     for heading in ("## Summary", "## forward", "## train"):
@@ -157,8 +195,16 @@ def test_jax_backend_times_every_implementation_and_keras_on_tensorflow(tmp_path
 
 
 def _keras_row(mode, shape, time_ms, empty_call_ms):
-    return {"mode": mode, "shape": shape, "impl": "keras", "layer": shape, "macs": 1000, "time_ms": time_ms,
-            "empty_call_ms": empty_call_ms, "speedup_vs_keras": 1.0}
+    return {
+        "mode": mode,
+        "shape": shape,
+        "impl": "keras",
+        "layer": shape,
+        "macs": 1000,
+        "time_ms": time_ms,
+        "empty_call_ms": empty_call_ms,
+        "speedup_vs_keras": 1.0,
+    }
 
 
 def test_report_marks_shapes_whose_time_is_mostly_call_overhead(tmp_path):
@@ -200,15 +246,32 @@ BASE_INSTALL_SCRIPT = textwrap.dedent(
 def test_base_install_runs_everything_but_litert(tmp_path):
     """Without the bench extra: ``--help`` works, ``--tflite`` names the extra,
     and a TensorFlow run writes its tables without the plot."""
-    command = [sys.executable, "-c", BASE_INSTALL_SCRIPT, *FAST, "--shapes", "tiny_k3_same", "--mode", "forward",
-               "--impls", "keras", "--out", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-c",
+        BASE_INSTALL_SCRIPT,
+        *FAST,
+        "--shapes",
+        "tiny_k3_same",
+        "--mode",
+        "forward",
+        "--impls",
+        "keras",
+        "--out",
+        str(tmp_path),
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.count("EXIT 0") == 2 and "EXIT 2" in completed.stdout
     assert "usage: python -m keras_tconv.benchmark" in completed.stdout
-    assert 'error: --tflite needs LiteRT (ai-edge-litert), which the base install lacks: ' \
-           'pip install "keras-tconv[bench]"' in completed.stderr
-    assert 'speedup.png not written: the plot needs matplotlib (pip install "keras-tconv[bench]")' in completed.stdout
+    assert (
+        "error: --tflite needs LiteRT (ai-edge-litert), which the base install lacks: "
+        'pip install "keras-tconv[bench]"' in completed.stderr
+    )
+    assert (
+        'speedup.png not written: the plot needs matplotlib (pip install "keras-tconv[bench]")'
+        in completed.stdout
+    )
     assert [row["impl"] for row in _rows(tmp_path)] == ["keras"]
     assert "## forward" in (tmp_path / "results.md").read_text()
     assert not (tmp_path / "speedup.png").exists()

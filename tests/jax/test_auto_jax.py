@@ -82,7 +82,9 @@ def test_gradient_is_measured_only_when_differentiated_against_the_static_pick(m
 def test_unknown_batch_and_symbolic_shapes(measuring):
     """Keras's symbolic shape inference is not measured; an unknown batch in
     a model is met with concrete batches when the model runs."""
-    model = keras.Sequential([keras.Input((4, 4, 8)), SegregatedConv2DTranspose(8, 4, strides=2, padding="same")])
+    model = keras.Sequential(
+        [keras.Input((4, 4, 8)), SegregatedConv2DTranspose(8, 4, strides=2, padding="same")]
+    )
     assert not measuring
     model.predict(np.zeros((3, 4, 4, 8), "float32"), verbose=0)
     assert [batches for _, batches in measuring] == [(3,)]
@@ -110,19 +112,37 @@ def test_measured_choices_compute_keras_numbers(monkeypatch, tmp_path):
     monkeypatch.setattr(tuning, "BUDGET_S", 0.05)
     tuning.clear_memory()
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 5, 6, 3)), jnp.float32)
-    layers = [SegregatedConv2DTranspose(4, 3, strides=2, padding="same"), keras.layers.Conv2DTranspose(4, 3, 2, "same")]
+    layers = [
+        SegregatedConv2DTranspose(4, 3, strides=2, padding="same"),
+        keras.layers.Conv2DTranspose(4, 3, 2, "same"),
+    ]
     for layer in layers:
         layer.build(x.shape)
     layers[1].set_weights(layers[0].get_weights())
     results = []
     for layer in layers:
+
         def loss(variables, x, layer=layer):
             y, _ = layer.stateless_call(variables, [], x)
             return jnp.sum(y * jnp.cos(y)), y
 
-        results.append(jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(
-            [v.value for v in layer.trainable_variables], x))
+        results.append(
+            jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(
+                [v.value for v in layer.trainable_variables], x
+            )
+        )
     assert [c.source for c in keras_tconv.tuning_choices()] == ["measured", "measured"]
     for got, want in zip(jax.tree_util.tree_leaves(results[0]), jax.tree_util.tree_leaves(results[1])):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     tuning.clear_memory()
+
+
+def test_cache_key_names_jax_default_device():
+    """The key names the device JAX computes on: ``jax_default_device`` where set."""
+    from keras_tconv.ops.jax import tuning as jax_tuning
+
+    cpu = jax.devices("cpu")[0]
+    for device in (cpu, "cpu"):
+        with jax.default_device(device):
+            assert jax_tuning.default_device() == cpu
+            assert jax_tuning.device_name().startswith("CPU ")

@@ -18,8 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from keras_tconv import SegregatedConv2DTranspose
-from keras_tconv.ops import IMPLEMENTATIONS, conv2d_transpose
-from keras_tconv.ops import registry
+from keras_tconv.ops import IMPLEMENTATIONS, conv2d_transpose, registry
 from keras_tconv.ops.registry import FUSED_ACTIVATIONS
 from tests.ops.cases import SMOOTH_ACTIVATIONS, cases, keras_accepts, layer_accepts, materialize, nchw
 
@@ -32,7 +31,9 @@ FAST = settings(
 
 
 def _loss_of_layer(config, data_format, dtype, implementation, weights, shape):
-    layer = SegregatedConv2DTranspose(**config, data_format=data_format, dtype=dtype, implementation=implementation)
+    layer = SegregatedConv2DTranspose(
+        **config, data_format=data_format, dtype=dtype, implementation=implementation
+    )
     layer.build(nchw(np.empty(shape), data_format).shape)
     layer.set_weights(weights)
 
@@ -50,8 +51,18 @@ def _loss_of_op(config, data_format, dtype, implementation, weights, shape):
 
     def run(variables, x):
         kernel, bias = (v.astype(compute) for v in variables)
-        y = conv2d_transpose(x.astype(compute), kernel, config["strides"], config["padding"], config["output_padding"],
-                             data_format, config["dilation_rate"], implementation, bias=bias, activation=fused)
+        y = conv2d_transpose(
+            x.astype(compute),
+            kernel,
+            config["strides"],
+            config["padding"],
+            config["output_padding"],
+            data_format,
+            config["dilation_rate"],
+            implementation,
+            bias=bias,
+            activation=fused,
+        )
         return y if fused or activation is None else keras.activations.get(activation)(y)
 
     return run, [jnp.asarray(w) for w in weights]
@@ -63,7 +74,10 @@ def check(config, shape, data_format, seed, implementation, dtype="float32", rto
         assert tuple(keras.layers.Conv2DTranspose(**config).compute_output_shape(shape)) == case.out_shape
     build = _loss_of_layer if layer_accepts(config) else _loss_of_op
     run, variables = build(config, data_format, dtype, implementation, case.weights, shape)
-    x, cotangent = jnp.asarray(nchw(case.x, data_format), jnp.float32), jnp.asarray(nchw(case.cotangent, data_format))
+    x, cotangent = (
+        jnp.asarray(nchw(case.x, data_format), jnp.float32),
+        jnp.asarray(nchw(case.cotangent, data_format)),
+    )
 
     def loss(variables, x):
         y = run(variables, x)

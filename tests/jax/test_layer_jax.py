@@ -26,12 +26,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def _decoder(layer_class, data_format="channels_last", **kwargs):
     """A small decoder with two transposed convolutions and an unknown batch."""
     shape = (6, 5, 3) if data_format == "channels_last" else (3, 6, 5)
-    return keras.Sequential([
-        keras.Input(shape),
-        layer_class(8, 3, strides=2, padding="same", activation="relu", data_format=data_format, **kwargs),
-        layer_class(2, (4, 5), strides=(2, 3), padding="valid", output_padding=(1, 2), data_format=data_format,
-                    **kwargs),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input(shape),
+            layer_class(
+                8, 3, strides=2, padding="same", activation="relu", data_format=data_format, **kwargs
+            ),
+            layer_class(
+                2,
+                (4, 5),
+                strides=(2, 3),
+                padding="valid",
+                output_padding=(1, 2),
+                data_format=data_format,
+                **kwargs,
+            ),
+        ]
+    )
 
 
 def _pair(data_format="channels_last"):
@@ -54,8 +65,12 @@ def test_fit_and_predict_match_keras(data_format):
     ours, theirs = _pair(data_format)
     x, y = _data(ours)
     for batch in (5, 12):  # an unknown batch: two sizes, one with a partial last batch
-        np.testing.assert_allclose(ours.predict(x, batch_size=batch, verbose=0),
-                                   theirs.predict(x, batch_size=batch, verbose=0), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            ours.predict(x, batch_size=batch, verbose=0),
+            theirs.predict(x, batch_size=batch, verbose=0),
+            rtol=1e-5,
+            atol=1e-5,
+        )
     histories = []
     for model in (ours, theirs):
         model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
@@ -95,7 +110,9 @@ def test_convert_model_on_jax():
     fast, report = convert_model(original, return_report=True)
     assert len(report.converted) == 2
     assert all(isinstance(layer, SegregatedConv2DTranspose) for layer in fast.layers)
-    np.testing.assert_allclose(fast.predict(x, verbose=0), original.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        fast.predict(x, verbose=0), original.predict(x, verbose=0), rtol=1e-5, atol=1e-5
+    )
 
 
 def _run_tensorflow(script: str, cwd) -> None:
@@ -112,7 +129,8 @@ def test_saved_files_move_between_backends(tmp_path):
     ours.save(tmp_path / "jax.keras")
     ours.save_weights(tmp_path / "jax.weights.h5")
     np.save(tmp_path / "jax_out.npy", ours.predict(x, verbose=0))
-    _run_tensorflow("""
+    _run_tensorflow(
+        """
         import keras, numpy as np
         import keras_tconv
         from tests.jax.test_layer_jax import _decoder
@@ -127,7 +145,9 @@ def test_saved_files_move_between_backends(tmp_path):
         model.save("tf.keras")
         model.save_weights("tf.weights.h5")
         np.save("tf_out.npy", model.predict(x, verbose=0))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     want = np.load(tmp_path / "tf_out.npy")
     loaded = keras.saving.load_model(tmp_path / "tf.keras")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), want, rtol=1e-5, atol=1e-5)
@@ -140,14 +160,22 @@ def test_import_and_training_do_not_load_tensorflow():
     script = """
         import sys, json
         import numpy as np, keras, keras_tconv
-        model = keras.Sequential([keras.Input((4, 4, 3)), keras_tconv.SegregatedConv2DTranspose(2, 3, strides=2)])
+        model = keras.Sequential(
+            [keras.Input((4, 4, 3)), keras_tconv.SegregatedConv2DTranspose(2, 3, strides=2)]
+        )
         model.compile("sgd", "mse")
         model.fit(np.zeros((4, 4, 4, 3)), np.zeros((4, 9, 9, 2)), verbose=0)
         print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "tf_keras"})))
     """
     env = {**os.environ, "KERAS_BACKEND": "jax", "KERAS_TCONV_TUNING": "on"}
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True, text=True,
-                         check=True, timeout=300).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
     assert json.loads(out.strip().splitlines()[-1]) == []
 
 
@@ -162,7 +190,10 @@ def test_other_backends_run_keras_computation_and_say_so_once(monkeypatch, caplo
     x, _ = _data(ours, n=2)
     with caplog.at_level(logging.WARNING, logger="keras_tconv"):
         got = [ours(x), ours(x)]
-    assert sum("kernel segregation runs on the TensorFlow and JAX backends" in r.message for r in caplog.records) == 1
+    assert (
+        sum("kernel segregation runs on the TensorFlow and JAX backends" in r.message for r in caplog.records)
+        == 1
+    )
     for y in got:
         np.testing.assert_array_equal(y, theirs(x))
     assert ours.layers[0].chosen_implementation == "native"

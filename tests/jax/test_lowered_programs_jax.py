@@ -41,15 +41,17 @@ def _window(line: str) -> dict[str, list[int]]:
 
 
 def lowered(implementation, geometry, argnums=(0, 1, 2), x_shape=(2, 5, 6, 3), filters=4) -> str:
-    """The StableHLO text of the step: forward, and gradients in the arguments ``argnums`` (none: forward only)."""
+    """The StableHLO text of the step: forward, and gradients in the arguments
+    ``argnums`` (none: forward only)."""
     kernel_size, strides, padding, output_padding, dilation = geometry
     x = jnp.ones(x_shape)
     kernel = jnp.ones((*kernel_size, filters, x_shape[-1]))
     bias = jnp.ones((filters,))
 
     def loss(x, kernel, bias):
-        y = conv2d_transpose(x, kernel, strides, padding, output_padding, "channels_last", dilation, implementation,
-                             bias=bias)
+        y = conv2d_transpose(
+            x, kernel, strides, padding, output_padding, "channels_last", dilation, implementation, bias=bias
+        )
         return jnp.sum(jnp.sin(y))
 
     step = jax.value_and_grad(loss, argnums=argnums) if argnums else loss
@@ -66,7 +68,9 @@ def convolutions(implementation, geometry, argnums=(0, 1, 2)) -> list[dict]:
 @pytest.mark.parametrize("implementation", SEGREGATED)
 def test_segregated_kernel_gradients_are_matrix_products(implementation, geometry):
     """The kernel gradient adds no convolution to the forward's, only ``dot_general``s."""
-    assert len(convolutions(implementation, geometry, argnums=(1,))) == len(convolutions(implementation, geometry, ()))
+    assert len(convolutions(implementation, geometry, argnums=(1,))) == len(
+        convolutions(implementation, geometry, ())
+    )
     assert "stablehlo.dot_general" in lowered(implementation, geometry, argnums=(1,))
 
 
@@ -74,7 +78,9 @@ def test_segregated_kernel_gradients_are_matrix_products(implementation, geometr
 @pytest.mark.parametrize("implementation", [*SEGREGATED, "auto"])
 def test_segregated_programs_hold_only_stride_1_undilated_convolutions(implementation, geometry):
     windows = convolutions(implementation, geometry)
-    assert len(windows) >= 2  # the forward and the input gradient (the kernel gradient: matrix products per tap)
+    assert (
+        len(windows) >= 2
+    )  # the forward and the input gradient (the kernel gradient: matrix products per tap)
     for window in windows:
         for name in ("stride", "lhs_dilate", "rhs_dilate"):
             assert set(window.get(name, [1])) == {1}, (name, window)

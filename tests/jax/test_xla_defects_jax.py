@@ -15,13 +15,13 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
 from keras_tconv.ops import registry
 from tests.jax.test_equivalence_jax import check
 
-# (kernel, strides, output_padding, input shape), "same": Keras's JAX layer aborts on each (jaxlib 0.10.2, CPU).
+# (kernel, strides, output_padding, input shape), "same": Keras's JAX layer aborts on each
+# (jaxlib 0.10.2, CPU).
 CRASHING = [
     ((2, 5), (2, 3), (0, 1), (2, 4, 2, 3)),
     ((2, 4), (2, 2), (0, 1), (2, 4, 2, 3)),
@@ -30,15 +30,29 @@ CRASHING = [
 
 
 def _config(kernel, strides, output_padding):
-    return dict(filters=2, kernel_size=kernel, strides=strides, padding="same", output_padding=output_padding,
-                dilation_rate=(1, 1), activation=None, use_bias=True)
+    return dict(
+        filters=2,
+        kernel_size=kernel,
+        strides=strides,
+        padding="same",
+        output_padding=output_padding,
+        dilation_rate=(1, 1),
+        activation=None,
+        use_bias=True,
+    )
 
 
 @pytest.mark.parametrize("kernel,strides,output_padding,shape", CRASHING)
 @pytest.mark.parametrize("implementation", [*registry.candidates((2, 2)), "auto"])
 def test_layer_computes_where_keras_layer_aborts(implementation, kernel, strides, output_padding, shape):
-    check(_config(kernel, strides, output_padding), shape, "channels_last", seed=0, implementation=implementation,
-          jit=True)
+    check(
+        _config(kernel, strides, output_padding),
+        shape,
+        "channels_last",
+        seed=0,
+        implementation=implementation,
+        jit=True,
+    )
 
 
 def test_keras_layer_still_aborts_there():
@@ -51,7 +65,9 @@ def test_keras_layer_still_aborts_there():
         print(np.asarray(layer(np.ones({shape!r}, "float32"))).shape)
     """)
     env = {**os.environ, "KERAS_BACKEND": "jax"}
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
     if result.returncode == 0:
         pytest.skip("this JAX no longer aborts on Keras's layer here: the extra padding in native can go")
     assert "Window dimensions do not match" in result.stderr or result.returncode < 0, result.stderr[-2000:]

@@ -11,7 +11,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 BOTH_BACKENDS = {"test_keras_shipped_tests.py", "test_errors.py"}
 if os.environ.get("KERAS_BACKEND") == "jax":
     collect_ignore = sorted(
-        name for name in os.listdir(os.path.dirname(__file__)) if name.endswith(".py") and name not in BOTH_BACKENDS
+        name
+        for name in os.listdir(os.path.dirname(__file__))
+        if name.endswith(".py") and name not in BOTH_BACKENDS
     )
 
 import keras  # noqa: E402

@@ -1,7 +1,7 @@
 """What every conversion must keep and change, checked the same way for every kind of model.
 
-The tests find layers with Keras's own ``Layer._flatten_layers`` (not the
-walker under test) and compare weights as Keras's weight files key them: by
+The tests find layers as Keras does (:func:`tests.helpers.models.layers_in`,
+not the walker under test) and compare weights as Keras's weight files key them: by
 the model's structure, not by layer names (a copy's auto-named layers get new
 names) or list order.
 """
@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from keras_tconv import SegregatedConv2DTranspose, convert_model
+from tests.helpers.models import layers_in
 
 KerasCT = keras.layers.Conv2DTranspose
 _files = itertools.count()
@@ -22,7 +23,7 @@ _files = itertools.count()
 
 def layers_of(model, cls) -> list:
     """The layers of exactly class ``cls`` anywhere in ``model``."""
-    return [layer for layer in model._flatten_layers() if type(layer) is cls]
+    return [layer for layer in layers_in(model) if type(layer) is cls]
 
 
 def weights_by_key(model, directory) -> dict[str, np.ndarray]:
@@ -31,7 +32,9 @@ def weights_by_key(model, directory) -> dict[str, np.ndarray]:
     model.save_weights(path)
     weights = {}
     with h5py.File(path, "r") as f:
-        f.visititems(lambda key, item: weights.update({key: item[()]}) if isinstance(item, h5py.Dataset) else None)
+        f.visititems(
+            lambda key, item: weights.update({key: item[()]}) if isinstance(item, h5py.Dataset) else None
+        )
     return weights
 
 
@@ -53,11 +56,12 @@ def assert_same_outputs(actual: list, expected: list) -> None:
 
 def classes(model) -> list:
     """Each layer's class (and implementation), in Keras's order: what conversion may change."""
-    return [(type(layer), getattr(layer, "implementation", None)) for layer in model._flatten_layers()]
+    return [(type(layer), getattr(layer, "implementation", None)) for layer in layers_in(model)]
 
 
 def check_round_trip(original, x, directory, implementation="auto"):
-    """Convert ``original`` to segregated and back, checking both copies; return the segregated one and its report.
+    """Convert ``original`` to segregated and back, checking both copies; return the segregated
+    one and its report.
 
     Every ``keras.layers.Conv2DTranspose`` becomes a SegregatedConv2DTranspose
     with ``implementation`` (other classes, user subclasses included, stay),

@@ -1,4 +1,5 @@
-"""Sequential and Functional models: convert_model swaps their Conv2DTranspose layers both ways, nothing else."""
+"""Sequential and Functional models: convert_model swaps their Conv2DTranspose layers
+both ways, nothing else."""
 
 from __future__ import annotations
 
@@ -7,59 +8,9 @@ import numpy as np
 import pytest
 
 from keras_tconv import SegregatedConv2DTranspose, convert_model
+from tests.helpers.models import BUILDERS, INPUT_SHAPE, layers_in, nested, sequential
 
 KerasCT = keras.layers.Conv2DTranspose
-INPUT_SHAPE = (6, 5, 2)
-
-
-def _sequential(cls):
-    return keras.Sequential(
-        [
-            keras.Input(shape=INPUT_SHAPE, name="image"),
-            keras.layers.Conv2D(3, 3, padding="same", name="enc"),
-            keras.layers.BatchNormalization(name="bn"),
-            cls(4, 3, strides=2, padding="same", activation="relu", name="up1"),
-            cls(2, (2, 3), strides=(2, 1), output_padding=(1, 0), use_bias=False, name="up2"),
-        ],
-        name="seq",
-    )
-
-
-def _functional(cls):
-    inputs = keras.Input(shape=INPUT_SHAPE, name="image")
-    h = keras.layers.Conv2D(3, 1, name="enc")(inputs)
-    a = cls(2, 3, strides=2, padding="same", name="up_a")(h)
-    b = cls(2, 2, strides=2, padding="valid", bias_initializer="random_normal", name="up_b")(h)
-    c = keras.layers.UpSampling2D(2, name="up_plain")(h)
-    outputs = keras.layers.Concatenate(name="cat")([a, b, c])
-    return keras.Model(inputs, outputs, name="func")
-
-
-def _nested(cls):
-    inner = keras.Sequential(
-        [
-            keras.Input(shape=(6, 5, 3)),
-            cls(3, 3, strides=2, padding="same", bias_initializer="random_normal", name="inner_up"),
-            keras.layers.BatchNormalization(name="inner_bn"),
-        ],
-        name="inner",
-    )
-    inputs = keras.Input(shape=INPUT_SHAPE, name="image")
-    h = keras.layers.Conv2D(3, 1, name="enc")(inputs)
-    h = inner(h)
-    outputs = cls(1, 3, strides=1, padding="same", name="outer_up")(h)
-    return keras.Model(inputs, outputs, name="outer")
-
-
-BUILDERS = {"sequential": _sequential, "functional": _functional, "nested": _nested}
-
-
-def _walk(model):
-    """All layers, depth first, descending into nested models."""
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _walk(layer)
 
 
 def _randomize(model, rng):
@@ -79,7 +30,12 @@ def x(rng):
 @pytest.mark.parametrize("kind", list(BUILDERS))
 @pytest.mark.parametrize(
     "direction, implementation",
-    [("to_segregated", "auto"), ("to_segregated", "split"), ("to_segregated", "unified"), ("to_keras", "auto")],
+    [
+        ("to_segregated", "auto"),
+        ("to_segregated", "split"),
+        ("to_segregated", "unified"),
+        ("to_keras", "auto"),
+    ],
 )
 def test_convert(kind, direction, implementation, x, rng):
     source_cls, target_cls, to = KerasCT, SegregatedConv2DTranspose, "segregated"
@@ -88,8 +44,8 @@ def test_convert(kind, direction, implementation, x, rng):
     original = BUILDERS[kind](source_cls)
     _randomize(original, rng)
     weights_before = [w.copy() for w in original.get_weights()]
-    types_before = [type(layer) for layer in _walk(original)]
-    configs_before = [layer.get_config() for layer in _walk(original)]
+    types_before = [type(layer) for layer in layers_in(original)]
+    configs_before = [layer.get_config() for layer in layers_in(original)]
     expected = np.asarray(original(x, training=False))
 
     converted = convert_model(original, to=to, implementation=implementation)
@@ -98,7 +54,7 @@ def test_convert(kind, direction, implementation, x, rng):
     assert type(converted) is type(original)
     assert converted.name == original.name
     assert [t.name for t in converted.inputs] == [t.name for t in original.inputs] == ["image"]
-    pairs = list(zip(_walk(original), _walk(converted), strict=True))
+    pairs = list(zip(layers_in(original), layers_in(converted), strict=True))
     swapped = 0
     for old, new in pairs:
         assert new is not old
@@ -118,13 +74,13 @@ def test_convert(kind, direction, implementation, x, rng):
         for a, b in zip(old.get_weights(), new.get_weights(), strict=True):
             np.testing.assert_array_equal(a, b)
     assert swapped == sum(t is source_cls for t in types_before) >= 2
-    assert not any(type(layer) is source_cls for layer in _walk(converted))
+    assert not any(type(layer) is source_cls for layer in layers_in(converted))
 
     np.testing.assert_allclose(np.asarray(converted(x, training=False)), expected, rtol=1e-5, atol=1e-5)
 
     # The original is untouched ...
-    assert [type(layer) for layer in _walk(original)] == types_before
-    assert [layer.get_config() for layer in _walk(original)] == configs_before
+    assert [type(layer) for layer in layers_in(original)] == types_before
+    assert [layer.get_config() for layer in layers_in(original)] == configs_before
     for a, b in zip(original.get_weights(), weights_before, strict=True):
         np.testing.assert_array_equal(a, b)
     # ... and shares no variables with the copy.
@@ -139,7 +95,7 @@ def test_round_trip_restores_keras_configs(kind, x, rng):
     original = BUILDERS[kind](KerasCT)
     _randomize(original, rng)
     back = convert_model(convert_model(original, to="segregated", implementation="split"), to="keras")
-    for old, new in zip(_walk(original), _walk(back), strict=True):
+    for old, new in zip(layers_in(original), layers_in(back), strict=True):
         assert type(new) is type(old)
         if not isinstance(old, keras.Model):
             assert new.get_config() == old.get_config()
@@ -149,31 +105,36 @@ def test_round_trip_restores_keras_configs(kind, x, rng):
 
 
 def test_segregated_to_segregated_changes_implementation(x, rng):
-    original = _sequential(SegregatedConv2DTranspose)
+    original = sequential(SegregatedConv2DTranspose)
     _randomize(original, rng)
     converted = convert_model(original, to="segregated", implementation="zero_insertion")
-    layers = [layer for layer in _walk(converted) if isinstance(layer, KerasCT)]
+    layers = [layer for layer in layers_in(converted) if isinstance(layer, KerasCT)]
     assert [layer.implementation for layer in layers] == ["zero_insertion"] * 2
-    assert [layer.implementation for layer in _walk(original) if isinstance(layer, KerasCT)] == ["auto"] * 2
+    assert [layer.implementation for layer in layers_in(original) if isinstance(layer, KerasCT)] == [
+        "auto"
+    ] * 2
     np.testing.assert_allclose(
-        np.asarray(converted(x, training=False)), np.asarray(original(x, training=False)), rtol=1e-5, atol=1e-5
+        np.asarray(converted(x, training=False)),
+        np.asarray(original(x, training=False)),
+        rtol=1e-5,
+        atol=1e-5,
     )
 
 
 def test_converted_model_trains_and_saves(tmp_path, x, rng):
-    converted = convert_model(_nested(KerasCT), to="segregated")
+    converted = convert_model(nested(KerasCT), to="segregated")
     converted.compile(optimizer="sgd", loss="mse")
     y = np.asarray(converted(x))
     converted.fit(x, y + 1, epochs=1, verbose=0)
     path = tmp_path / "converted.keras"
     converted.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
-    assert sum(type(layer) is SegregatedConv2DTranspose for layer in _walk(loaded)) == 2
+    assert sum(type(layer) is SegregatedConv2DTranspose for layer in layers_in(loaded)) == 2
     np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(converted(x)))
 
 
 def test_copy_keeps_compile_and_optimizer_state(x, rng):
-    original = _nested(KerasCT)
+    original = nested(KerasCT)
     original.compile(optimizer="adam", loss="mse")
     original.fit(x, rng.standard_normal(original(x).shape), epochs=1, verbose=0)
     converted = convert_model(original)
@@ -186,12 +147,12 @@ def test_copy_keeps_compile_and_optimizer_state(x, rng):
 
 def test_bad_target_is_rejected():
     with pytest.raises(ValueError, match="`to`"):
-        convert_model(_sequential(KerasCT), to="tflite")
+        convert_model(sequential(KerasCT), to="tflite")
 
 
 def test_bad_implementation_is_rejected():
     with pytest.raises(ValueError, match="`implementation`"):
-        convert_model(_sequential(KerasCT), implementation="fast")
+        convert_model(sequential(KerasCT), implementation="fast")
 
 
 def test_unbuilt_model_is_rejected():

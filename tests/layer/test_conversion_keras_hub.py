@@ -107,7 +107,9 @@ def test_sam_image_segmenter(sam_inputs, tmp_path):
     fast, report = check_round_trip(original, sam_inputs, tmp_path)
     assert len(report.converted) == 2
     # Auto-generated names carry a number when an earlier test made the same layers (any test order).
-    assert all(re.match(r"sam_backbone(_\d+)?/sam_mask_decoder(_\d+)?/", entry.path) for entry in report.converted)
+    assert all(
+        re.match(r"sam_backbone(_\d+)?/sam_mask_decoder(_\d+)?/", entry.path) for entry in report.converted
+    )
     assert [entry.geometry for entry in report.converted] == [
         {"kernel": "2x2", "strides": "2x2", "padding": "valid", "channels": "8->2"},
         {"kernel": "2x2", "strides": "2x2", "padding": "valid", "channels": "2->1"},
@@ -115,7 +117,8 @@ def test_sam_image_segmenter(sam_inputs, tmp_path):
 
 
 def test_sam_backbone_converts_its_unused_mask_decoder(sam_inputs):
-    """A SAMBackbone alone never calls its mask decoder: its layers are converted unbuilt and build on first use."""
+    """A SAMBackbone alone never calls its mask decoder: its layers are converted unbuilt and
+    build on first use."""
     original = _sam_backbone()
     fast, report = convert_model(original, return_report=True)
     assert [entry.geometry["channels"] for entry in report.converted] == ["?->2", "?->1"]
@@ -128,7 +131,10 @@ def test_sam_backbone_converts_its_unused_mask_decoder(sam_inputs):
 
 def test_depth_anything_backbone(depth_anything):
     _, _, report = depth_anything
-    assert [entry.path for entry in report.converted] == ["neck/reassemble_stage_0/resize", "neck/reassemble_stage_1/resize"]
+    assert [entry.path for entry in report.converted] == [
+        "neck/reassemble_stage_0/resize",
+        "neck/reassemble_stage_1/resize",
+    ]
     assert [entry.lowering for entry in report.converted] == ["unified", "unified"]
 
 

@@ -26,9 +26,12 @@ def test_report_lists_each_converted_and_skipped_layer():
     assert isinstance(report, ConversionReport)
     assert str(report) == (
         "Model 'decoder': 2 layers converted to SegregatedConv2DTranspose\n"
-        "Path  Before           After                            Kernel  Strides  Padding  Channels  Lowering\n"
-        "up    Conv2DTranspose  SegregatedConv2DTranspose(auto)  3x3     2x2      same     3->4      not run yet\n"
-        "up2   Conv2DTranspose  SegregatedConv2DTranspose(auto)  2x3     2x1      valid    4->2      not run yet\n"
+        "Path  Before           After                            Kernel  Strides  Padding  "
+        "Channels  Lowering\n"
+        "up    Conv2DTranspose  SegregatedConv2DTranspose(auto)  3x3     2x2      same     "
+        "3->4      not run yet\n"
+        "up2   Conv2DTranspose  SegregatedConv2DTranspose(auto)  2x3     2x1      valid    "
+        "4->2      not run yet\n"
         "Left unchanged: 1 subclass of Conv2DTranspose\n"
         "Path    Class    Reason\n"
         "custom  Doubled  subclass with its own call"

@@ -15,7 +15,6 @@ from conversion_checks import (
     assert_same_outputs,
     check_round_trip,
     layers_of,
-    outputs,
 )
 
 from keras_tconv import SegregatedConv2DTranspose, convert_model
@@ -190,7 +189,8 @@ class Scaled(keras.Model):
 
 
 class TwoInputs(keras.Model):
-    """Takes two positional inputs: Keras saves it but reloads it unbuilt, without its weights (and only warns)."""
+    """Takes two positional inputs: Keras saves it but reloads it unbuilt, without its weights
+    (and only warns)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -237,7 +237,8 @@ def test_model_keras_cannot_copy_converts_in_place(kind, x):
 
 
 def test_copy_keeps_converted_layers_that_code_creates(x):
-    """Converting a converted model again starts from its segregated layers, not from what its code creates."""
+    """Converting a converted model again starts from its segregated layers, not from what
+    its code creates."""
     fast = convert_model(_decoder(x), implementation="rows")
     again = convert_model(fast, implementation="split")
     assert {layer.implementation for layer in layers_of(again, SegregatedConv2DTranspose)} == {"split"}

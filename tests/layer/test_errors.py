@@ -62,7 +62,9 @@ def test_bad_argument_message_equals_keras(case, implementation):
 
 def test_keras_messages_are_the_documented_ones():
     """Spot-check that the cases hit the intended checks (not some unrelated error)."""
-    assert "Expected a strictly positive value. Received filters=0" in _keras_message(BAD_ARGS["filters_zero"])
+    assert "Expected a strictly positive value. Received filters=0" in _keras_message(
+        BAD_ARGS["filters_zero"]
+    )
     assert "`kernel_size`" in _keras_message(BAD_ARGS["kernel_size_has_zero"])
     assert "`strides`" in _keras_message(BAD_ARGS["strides_has_zero"])
     assert "strictly less than `strides`" in _keras_message(BAD_ARGS["output_padding_equals_strides"])

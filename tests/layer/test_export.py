@@ -1,9 +1,10 @@
 """Exported models need no keras_tconv, and TFLite gets convolutions, not TRANSPOSE_CONV.
 
 * SavedModel: ``model.export(path)``; a separate Python process that imports
-  only TensorFlow (keras_tconv is made unimportable there) loads it with
-  ``tf.saved_model.load`` and serves batches of 1 and 3 through
-  ``signatures["serving_default"]``, matching the in-process outputs.
+  only TensorFlow (keras_tconv is made unimportable there,
+  :mod:`tests.helpers.serving`) loads it with ``tf.saved_model.load`` and
+  serves batches of 1 and 3 through ``signatures["serving_default"]``,
+  matching the in-process outputs.
 * TFLite: the model exported under ``lowering_target("litert")`` (dynamic
   batch), and a batch-1 export per segregated lowering, is
   converted with ``tf.lite.TFLiteConverter.from_saved_model``; its ops, read
@@ -19,10 +20,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 import types
 
 import keras
@@ -33,8 +30,9 @@ from ai_edge_litert.interpreter import Interpreter
 
 import keras_tconv
 from keras_tconv import SegregatedConv2DTranspose
-from keras_tconv.ops.choosing import rules as auto
 from keras_tconv.benchmark.tflite import model_ops, subgraph_ops
+from keras_tconv.ops.choosing import rules as auto
+from tests.helpers.serving import serve_without_the_project
 
 INPUT_SHAPE = (6, 5, 3)
 
@@ -62,8 +60,12 @@ ALLOWED_OPS = {
 
 def _build(layer_cls, **extra):
     inputs = keras.Input(shape=INPUT_SHAPE, name="image")
-    h = layer_cls(4, 3, strides=2, padding="same", activation="relu", bias_initializer="random_normal", **extra)(inputs)
-    h = layer_cls(3, (2, 3), strides=(2, 1), output_padding=(1, 0), bias_initializer="random_normal", **extra)(h)
+    h = layer_cls(
+        4, 3, strides=2, padding="same", activation="relu", bias_initializer="random_normal", **extra
+    )(inputs)
+    h = layer_cls(
+        3, (2, 3), strides=(2, 1), output_padding=(1, 0), bias_initializer="random_normal", **extra
+    )(h)
     h = layer_cls(2, 3, strides=3, padding="same", **extra)(h)
     h = layer_cls(2, 4, strides=2, padding="same", bias_initializer="random_normal", **extra)(h)
     return keras.Model(inputs, h)
@@ -79,75 +81,21 @@ def exported(tmp_path_factory):
     data = {}
     for batch in (1, 3):
         x = rng.standard_normal((batch, *INPUT_SHAPE)).astype("float32")
-        y = np.asarray(model(x))
-        np.save(root / f"x{batch}.npy", x)
-        np.save(root / f"y{batch}.npy", y)
-        data[batch] = (x, y)
+        data[batch] = (x, np.asarray(model(x)))
     model.export(str(root / "saved_model"), verbose=False)
-    return types.SimpleNamespace(model=model, root=root, path=str(root / "saved_model"), data=data)
-
-
-# The script run by a plain `python -c`: TensorFlow only; keras_tconv cannot even be imported.
-SERVE_SCRIPT = textwrap.dedent(
-    """
-    import sys
-
-    class _Block:
-        def find_spec(self, name, path=None, target=None):
-            if name == "keras_tconv" or name.startswith("keras_tconv."):
-                raise ImportError("keras_tconv is blocked in this process")
-            return None
-
-    sys.meta_path.insert(0, _Block())
-    try:
-        import keras_tconv  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("blocker failed")
-
-    import numpy as np
-    import tensorflow as tf
-
-    root = sys.argv[1]
-    loaded = tf.saved_model.load(root + "/saved_model")
-    serve = loaded.signatures["serving_default"]
-    (name, spec), = serve.structured_input_signature[1].items()
-    assert spec.shape.as_list() == [None, 6, 5, 3], spec
-    for batch in (1, 3):
-        x = np.load(f"{root}/x{batch}.npy")
-        expected = np.load(f"{root}/y{batch}.npy")
-        outputs = serve(**{name: tf.constant(x)})
-        (y,) = outputs.values()
-        assert y.shape == expected.shape, (y.shape, expected.shape)
-        np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5, atol=1e-5)
-        # The comparison can fail: slightly perturbed expectations are rejected.
-        try:
-            np.testing.assert_allclose(y.numpy(), expected + 1e-3, rtol=1e-5, atol=1e-5)
-        except AssertionError:
-            pass
-        else:
-            raise SystemExit("comparison accepted wrong outputs")
-    assert "keras_tconv" not in sys.modules
-    assert not any(m.startswith("keras_tconv") for m in sys.modules)
-    print("SERVED-OK", name, sorted(outputs))
-    """
-)
+    return types.SimpleNamespace(model=model, path=str(root / "saved_model"), data=data)
 
 
 @pytest.mark.slow
-def test_saved_model_serves_in_plain_tensorflow_process(exported):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [sys.executable, "-c", SERVE_SCRIPT, str(exported.root)],
-        cwd=exported.root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "SERVED-OK image" in result.stdout
+def test_saved_model_serves_in_plain_tensorflow_process(exported, tmp_path):
+    batches = [x for x, _ in exported.data.values()]
+    (served,) = serve_without_the_project([(exported.path, batches)], tmp_path)
+    assert (served.input_name, served.input_shape) == ("image", [None, *INPUT_SHAPE])
+    for output, (_, expected) in zip(served.outputs, exported.data.values(), strict=True):
+        assert output.shape == expected.shape
+        np.testing.assert_allclose(output, expected, rtol=1e-5, atol=1e-5)
+        with pytest.raises(AssertionError):  # the comparison can fail: perturbed expectations are rejected
+            np.testing.assert_allclose(output, expected + 1e-3, rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------- TFLite
@@ -185,16 +133,20 @@ def test_tflite_dynamic_batch(exported, tmp_path):
     ops = model_ops(flatbuffer)
     print("TFLite ops (dynamic batch):", sorted(set(ops)))
     _check_ops(ops)
-    for batch, (x, y) in exported.data.items():
+    for _batch, (x, y) in exported.data.items():
         np.testing.assert_allclose(_run_tflite(flatbuffer, x), y, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("implementation", ["split", "rows", "unified"])  # "auto" mixes them; dynamic test uses it
+@pytest.mark.parametrize(
+    "implementation", ["split", "rows", "unified"]
+)  # "auto" mixes them; dynamic test uses it
 def test_tflite_batch_one(exported, implementation, tmp_path):
     model = _build(SegregatedConv2DTranspose, implementation=implementation)
     model.set_weights(exported.model.get_weights())
     path = str(tmp_path / "b1")
-    model.export(path, verbose=False, input_signature=[tf.TensorSpec((1, *INPUT_SHAPE), tf.float32, name="image")])
+    model.export(
+        path, verbose=False, input_signature=[tf.TensorSpec((1, *INPUT_SHAPE), tf.float32, name="image")]
+    )
     flatbuffer = _tflite(path)
     ops = model_ops(flatbuffer)
     print(f"TFLite ops (batch 1, {implementation}):", sorted(set(ops)))
@@ -212,7 +164,9 @@ def test_litert_target_keeps_auto_off_tensorflows_kernel(tmp_path, monkeypatch):
     picks = dict.fromkeys(("exact_wide_pick", "exact_narrow_pick", "many_taps_pick", "rest_pick"), "native")
     rule = auto.StaticRule(min_channels=16, wide_channels=256, min_work=0, **picks)
     monkeypatch.setitem(auto.RULES, auto.cpu_kernel_library(), rule)
-    model = keras.Sequential([keras.Input((5, 4, 64)), SegregatedConv2DTranspose(1, 5, strides=2, padding="same")])
+    model = keras.Sequential(
+        [keras.Input((5, 4, 64)), SegregatedConv2DTranspose(1, 5, strides=2, padding="same")]
+    )
     x = np.random.default_rng(2).standard_normal((1, 5, 4, 64)).astype("float32")
     y = np.asarray(model(x))
     signature = [tf.TensorSpec((1, 5, 4, 64), tf.float32)]
@@ -229,7 +183,9 @@ def test_plain_conversion_has_no_control_flow(tmp_path):
     """Without the LiteRT target, a wide layer with a dynamic batch converts
     without IF or WHILE in any subgraph (``auto`` decides while tracing, never
     by a runtime branch), with builtin ops only and Keras's numbers at any batch."""
-    model = keras.Sequential([keras.Input((4, 4, 64)), SegregatedConv2DTranspose(32, 4, strides=2, padding="same")])
+    model = keras.Sequential(
+        [keras.Input((4, 4, 64)), SegregatedConv2DTranspose(32, 4, strides=2, padding="same")]
+    )
     model.export(str(tmp_path / "dynamic"), verbose=False)
     flatbuffer = _tflite(str(tmp_path / "dynamic"))
     assert len(subgraph_ops(flatbuffer)) == 1
@@ -249,11 +205,15 @@ def test_op_listing_reads_every_subgraph():
     def branching(x):
         return tf.cond(tf.shape(x)[0] > 1, lambda: layer(x), lambda: tf.zeros_like(layer(x)) + 1.0)
 
-    flatbuffer = tf.lite.TFLiteConverter.from_concrete_functions([branching.get_concrete_function()], layer).convert()
+    flatbuffer = tf.lite.TFLiteConverter.from_concrete_functions(
+        [branching.get_concrete_function()], layer
+    ).convert()
     main, *branches = subgraph_ops(flatbuffer)
     assert "IF" in main and "TRANSPOSE_CONV" not in main
     assert any("TRANSPOSE_CONV" in ops for ops in branches)
-    assert "TRANSPOSE_CONV" not in [op["op_name"] for op in Interpreter(model_content=flatbuffer)._get_ops_details()]
+    assert "TRANSPOSE_CONV" not in [
+        op["op_name"] for op in Interpreter(model_content=flatbuffer)._get_ops_details()
+    ]
     assert model_ops(flatbuffer) == tuple(op for ops in (main, *branches) for op in ops)
 
 
@@ -264,7 +224,9 @@ def test_keras_conv2d_transpose_does_produce_transpose_conv(exported, tmp_path):
     x, y = exported.data[1]
     np.testing.assert_allclose(np.asarray(model(x)), y, rtol=1e-5, atol=1e-5)
     path = str(tmp_path / "keras_b1")
-    model.export(path, verbose=False, input_signature=[tf.TensorSpec((1, *INPUT_SHAPE), tf.float32, name="image")])
+    model.export(
+        path, verbose=False, input_signature=[tf.TensorSpec((1, *INPUT_SHAPE), tf.float32, name="image")]
+    )
     flatbuffer = _tflite(path)
     ops = model_ops(flatbuffer)
     assert ops.count("TRANSPOSE_CONV") == 4
@@ -281,11 +243,13 @@ def test_full_integer_conversion_under_litert_targets(tmp_path, target):
     of its output range). Under "litert" no TRANSPOSE_CONV is left in any
     subgraph; "litert_int8" keeps it for the k=3 layer, whose int8
     TRANSPOSE_CONV is faster, and not for the k=4 one."""
-    model = keras.Sequential([
-        keras.Input((6, 5, 8), batch_size=1),
-        SegregatedConv2DTranspose(8, 3, strides=2, padding="same", activation="relu"),
-        SegregatedConv2DTranspose(3, 4, strides=2, padding="same"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((6, 5, 8), batch_size=1),
+            SegregatedConv2DTranspose(8, 3, strides=2, padding="same", activation="relu"),
+            SegregatedConv2DTranspose(3, 4, strides=2, padding="same"),
+        ]
+    )
     rng = np.random.default_rng(0)
     calibration = rng.standard_normal((32, 1, 6, 5, 8)).astype("float32")
     with keras_tconv.lowering_target(target):

@@ -145,13 +145,16 @@ del _cls, _name, _base, _case, _rule, _keep
 
 def test_selection_is_nonempty_and_has_the_expected_tests():
     kept = {name for names in _KEPT.values() for name in names}
-    bases = {_params(getattr(shipped.ConvTransposeCorrectnessTest, n))[0] for n in _KEPT["ConvTransposeCorrectnessTest"]}
+    bases = {
+        _params(getattr(shipped.ConvTransposeCorrectnessTest, n))[0]
+        for n in _KEPT["ConvTransposeCorrectnessTest"]
+    }
     bases |= {_params(getattr(shipped.ConvTransposeBasicTest, n))[0] for n in _KEPT["ConvTransposeBasicTest"]}
     assert bases == {name for name, rule in _SELECTION.items() if rule is not False}
     assert not any("conv1d" in n or "conv3d" in n for n in kept)
-    assert [n for n in _KEPT["ConvTransposeBasicTest"] if n.startswith("test_output_padding_serialization")] == [
-        "test_output_padding_serialization1"
-    ]
+    assert [
+        n for n in _KEPT["ConvTransposeBasicTest"] if n.startswith("test_output_padding_serialization")
+    ] == ["test_output_padding_serialization1"]
     assert len(kept) >= 10
 
 

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from keras_tconv import SegregatedConv2DTranspose
 from keras_tconv.ops import IMPLEMENTATIONS
+from tests.helpers.models import INPUT_SHAPE, functional, layers_in, sequential
 
 # Representative layer configurations (channels_last), each with an input shape.
 CONFIGS = {
@@ -153,7 +154,9 @@ def test_weights_copy_both_ways_with_identical_outputs(config_id, implementation
         _close(ref(x), expected)
     _close(ours(x), expected)
     # ours -> Keras, with weights ours got independently initialised
-    ours2 = SegregatedConv2DTranspose(**kwargs, implementation=implementation, bias_initializer="random_normal")
+    ours2 = SegregatedConv2DTranspose(
+        **kwargs, implementation=implementation, bias_initializer="random_normal"
+    )
     ours2.build(input_shape)
     ref2 = keras.layers.Conv2DTranspose(**kwargs)
     ref2.build(input_shape)
@@ -224,21 +227,10 @@ def test_default_implementation_is_auto():
 # --------------------------------------------------------------------------- saving
 
 
-def _sequential(layer_cls, input_shape, **extra):
-    return keras.Sequential(
-        [
-            keras.Input(shape=input_shape[1:]),
-            keras.layers.Conv2D(3, 1, name="pre"),
-            layer_cls(2, 3, strides=2, padding="same", name="up1", bias_initializer="random_normal", **extra),
-            layer_cls(2, (2, 3), strides=(2, 1), output_padding=(1, 0), name="up2", **extra),
-        ]
-    )
-
-
 @pytest.mark.parametrize("implementation", ["split", "unified", "zero_insertion"])
 def test_keras_file_save_and_safe_load(tmp_path, implementation, rng):
-    model = _sequential(SegregatedConv2DTranspose, (1, 5, 4, 2), implementation=implementation)
-    x = _x(rng, (3, 5, 4, 2))
+    model = sequential(SegregatedConv2DTranspose, implementation=implementation)
+    x = _x(rng, (3, *INPUT_SHAPE))
     expected = model(x)
     path = tmp_path / "model.keras"
     model.save(path)
@@ -257,9 +249,9 @@ def test_weights_h5_between_classes(tmp_path, direction, rng):
     source_cls, target_cls = keras.layers.Conv2DTranspose, SegregatedConv2DTranspose
     if direction == "ours_to_keras":
         source_cls, target_cls = target_cls, source_cls
-    source = _sequential(source_cls, (1, 5, 4, 2))
-    target = _sequential(target_cls, (1, 5, 4, 2))
-    x = _x(rng, (2, 5, 4, 2))
+    source = sequential(source_cls)
+    target = sequential(target_cls)
+    x = _x(rng, (2, *INPUT_SHAPE))
     assert not np.allclose(source(x), target(x), atol=1e-3)  # different random weights before loading
     path = tmp_path / "model.weights.h5"
     source.save_weights(path)
@@ -282,25 +274,17 @@ class SubclassedUpsampler(keras.Model):
         return self.up(keras.activations.relu(self.pre(x)))
 
 
-def _functional(layer_cls):
-    inputs = keras.Input(shape=(5, 4, 2))
-    h = keras.layers.Conv2D(3, 1)(inputs)
-    a = layer_cls(2, 3, strides=2, padding="same")(h)
-    b = layer_cls(2, 2, strides=2, padding="valid", bias_initializer="random_normal")(h)
-    return keras.Model(inputs, keras.layers.Concatenate()([a, b]))
-
-
 @pytest.mark.parametrize("style", ["sequential", "functional", "subclassed"])
 def test_model_styles_match_keras(style, rng):
     build = {
-        "sequential": lambda cls: _sequential(cls, (1, 5, 4, 2)),
-        "functional": _functional,
-        "subclassed": lambda cls: SubclassedUpsampler(cls),
+        "sequential": sequential,
+        "functional": functional,
+        "subclassed": SubclassedUpsampler,
     }[style]
-    x = _x(rng, (2, 5, 4, 2))
+    x = _x(rng, (2, *INPUT_SHAPE))
     ref, ours = build(keras.layers.Conv2DTranspose), build(SegregatedConv2DTranspose)
     ref(x), ours(x)  # build subclassed models
-    assert sum(isinstance(layer, SegregatedConv2DTranspose) for layer in ours._flatten_layers()) >= 1
+    assert sum(isinstance(layer, SegregatedConv2DTranspose) for layer in layers_in(ours)) >= 1
     ours.set_weights(ref.get_weights())
     _close(ours(x), ref(x))
     _close(ours.predict(x, verbose=0), ref.predict(x, verbose=0))
@@ -364,7 +348,9 @@ def mixed_policy(request):
 def test_mixed_precision(mixed_policy, implementation, rng):
     compute = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}[mixed_policy]
     kwargs, input_shape = CONFIGS["s23_valid_outpad"]
-    ours = SegregatedConv2DTranspose(**kwargs, implementation=implementation, bias_initializer="random_normal")
+    ours = SegregatedConv2DTranspose(
+        **kwargs, implementation=implementation, bias_initializer="random_normal"
+    )
     ref = keras.layers.Conv2DTranspose(**kwargs)
     ours.build(input_shape)
     ref.build(input_shape)
@@ -387,10 +373,10 @@ def test_mixed_precision(mixed_policy, implementation, rng):
 
 
 def test_mixed_precision_model_fit(mixed_policy, rng):
-    model = _sequential(SegregatedConv2DTranspose, (1, 5, 4, 2))
+    model = sequential(SegregatedConv2DTranspose)
     model.compile(optimizer="adam", loss="mse")
-    x = _x(rng, (4, 5, 4, 2))
-    y = _x(rng, (4, 21, 10, 2))
+    x = _x(rng, (4, *INPUT_SHAPE))
+    y = _x(rng, (4, *model.output_shape[1:]))
     history = model.fit(x, y, batch_size=2, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert all(w.dtype == "float32" for w in model.weights)
@@ -402,13 +388,13 @@ def test_mixed_precision_model_fit(mixed_policy, rng):
 
 def test_mirrored_strategy_compile_and_fit(rng):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-    x = _x(rng, (4, 5, 4, 2))
-    y = _x(rng, (4, 21, 10, 2))
     with strategy.scope():
-        model = _sequential(SegregatedConv2DTranspose, (1, 5, 4, 2))
+        model = sequential(SegregatedConv2DTranspose)
         model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    x = _x(rng, (4, *INPUT_SHAPE))
+    y = _x(rng, (4, *model.output_shape[1:]))
     assert strategy.num_replicas_in_sync == 1
-    ref = _sequential(keras.layers.Conv2DTranspose, (1, 5, 4, 2))
+    ref = sequential(keras.layers.Conv2DTranspose)
     ref.set_weights(model.get_weights())
     ref.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
     before = [w.copy() for w in model.get_weights()]
@@ -430,7 +416,10 @@ def test_channels_first_on_cpu(config_id, implementation, rng):
     """channels_first (which Keras's own layer cannot run on CPU) equals channels_last, transposed."""
     kwargs, input_shape = CONFIGS[config_id]
     first = SegregatedConv2DTranspose(
-        **kwargs, data_format="channels_first", implementation=implementation, bias_initializer="random_normal"
+        **kwargs,
+        data_format="channels_first",
+        implementation=implementation,
+        bias_initializer="random_normal",
     )
     nchw_shape = (input_shape[0], input_shape[3], input_shape[1], input_shape[2])
     first.build(nchw_shape)

@@ -20,9 +20,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 try:
-    from reference import Reference
+    from reference import Reference, pair
 except ImportError:  # imported as tests.ops.cases, from another test directory
-    from tests.ops.reference import Reference
+    from tests.ops.reference import Reference, pair
 
 STRIDES = st.one_of(st.integers(1, 4), st.sampled_from([8, 16]))
 
@@ -88,11 +88,12 @@ def configs(draw, activations=ACTIVATIONS):
 def cases(draw, activations=ACTIVATIONS):
     config = draw(configs(activations))
     shape = (draw(st.integers(1, 3)), draw(LENGTHS), draw(LENGTHS), draw(st.integers(1, 3)))
-    return config, shape, draw(st.sampled_from(["channels_last", "channels_first"])), draw(st.integers(0, 2**31 - 1))
-
-
-def pair(value):
-    return (value, value) if isinstance(value, int) else tuple(value)
+    return (
+        config,
+        shape,
+        draw(st.sampled_from(["channels_last", "channels_first"])),
+        draw(st.integers(0, 2**31 - 1)),
+    )
 
 
 def assert_close(got, want, rtol, what, terms=1):
@@ -147,12 +148,17 @@ class Case:
     def check(self, got, implementation, data_format, rtol):
         """``got`` = (output, input grad, kernel grad, bias grad), the first two
         in ``data_format``, against the definition."""
-        got = [nhwc(np.asarray(got[0], np.float64), data_format), nhwc(np.asarray(got[1], np.float64), data_format),
-               *got[2:]]
+        got = [
+            nhwc(np.asarray(got[0], np.float64), data_format),
+            nhwc(np.asarray(got[1], np.float64), data_format),
+            *got[2:],
+        ]
         terms = summed_terms(self.out_shape, self.weights[0].shape)
         names = ["output", "input grad", "kernel grad", "bias grad"]
         for name, g, w, n in zip(names, got, self.want, terms):
-            assert_close(g, w, rtol, f"{name} ({implementation}, {self.config}, {self.shape}, {data_format})", n)
+            assert_close(
+                g, w, rtol, f"{name} ({implementation}, {self.config}, {self.shape}, {data_format})", n
+            )
 
 
 def materialize(config, shape, seed, dtype="float32") -> Case:
@@ -160,7 +166,10 @@ def materialize(config, shape, seed, dtype="float32") -> Case:
     reference = Reference(**config)
     out_shape = reference.output_shape(shape, config["filters"])
     kernel_shape = pair(config["kernel_size"]) + (config["filters"], shape[-1])
-    weights = [rng.standard_normal(kernel_shape).astype("float32"), rng.standard_normal(config["filters"]).astype("float32")]
+    weights = [
+        rng.standard_normal(kernel_shape).astype("float32"),
+        rng.standard_normal(config["filters"]).astype("float32"),
+    ]
     compute = COMPUTE_DTYPES[dtype]
     x = rounded(rng.standard_normal(shape), compute)
     cotangent = rounded(rng.standard_normal(out_shape), compute)

@@ -31,7 +31,8 @@ ACTIVATIONS = {
 }
 
 
-def _pair(value):
+def pair(value):
+    """An int or a pair (or None) as a pair."""
     if value is None:
         return (None, None)
     return (value, value) if isinstance(value, int) else tuple(value)
@@ -66,13 +67,21 @@ class Reference:
         activation: as in ``keras.layers.Conv2DTranspose``.
     """
 
-    def __init__(self, kernel_size, strides=1, padding="valid", output_padding=None, dilation_rate=1,
-                 activation=None, **_):
-        self.kernel_size = _pair(kernel_size)
-        self.strides = _pair(strides)
+    def __init__(
+        self,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        output_padding=None,
+        dilation_rate=1,
+        activation=None,
+        **_,
+    ):
+        self.kernel_size = pair(kernel_size)
+        self.strides = pair(strides)
         self.padding = padding.lower()
-        self.output_padding = _pair(output_padding)
-        self.dilation = _pair(dilation_rate)
+        self.output_padding = pair(output_padding)
+        self.dilation = pair(dilation_rate)
         self.activation, self.activation_grad = ACTIVATIONS[activation]
 
     def _plans(self, x_shape):

@@ -41,8 +41,13 @@ def _choose(kernel, stride, padding, filters, channels):
 # A rule with a different pick on every branch, so that the cases below check the decision list itself,
 # whatever the fitted per-library rules say.
 EVERY_BRANCH = StaticRule(
-    min_channels=16, wide_channels=256, min_work=2**15, exact_wide_pick="rows", exact_narrow_pick="unified",
-    many_taps_pick="split", rest_pick="native",
+    min_channels=16,
+    wide_channels=256,
+    min_work=2**15,
+    exact_wide_pick="rows",
+    exact_narrow_pick="unified",
+    many_taps_pick="split",
+    rest_pick="native",
 )
 
 
@@ -82,7 +87,9 @@ def test_litert_int8_rule(kernel, stride, filters, channels, size, expected):
     models suite measured a segregated lowering faster in int8."""
     shape = (*kernel, filters, channels)
     with lowering_target("litert_int8"):
-        assert choose_implementation(shape, *plan_axes(shape, stride, "same", None), 1, size, size) == expected
+        assert (
+            choose_implementation(shape, *plan_axes(shape, stride, "same", None), 1, size, size) == expected
+        )
         unknown_size = choose_implementation(shape, *plan_axes(shape, stride, "same", None))
     assert unknown_size == ("unified" if expected == "unified" or shape[:2] == (4, 4) else "native")
 
@@ -100,7 +107,10 @@ def test_target_is_per_thread_and_restored_after_errors():
 
 
 def test_unknown_target_is_rejected():
-    with pytest.raises(ValueError, match=r"Expected one of \('tensorflow', 'litert', 'litert_int8'\). Received: target='tflite'"):
+    with pytest.raises(
+        ValueError,
+        match=r"Expected one of \('tensorflow', 'litert', 'litert_int8'\). Received: target='tflite'",
+    ):
         with lowering_target("tflite"):
             pass
 
@@ -126,7 +136,9 @@ def test_static_rule_takes_tensorflows_kernel_for_few_rows():
     """With the batch known, few rows of work run TensorFlow's kernel; with it unknown, no runtime switch."""
     shape = (4, 4, 32, 64)
     plans = plan_axes(shape, 2, "same", None)
-    assert choose_implementation(shape, *plans, batch=1, height=4, width=4) == "native"  # 16 rows < 2**15 / 32
+    assert (
+        choose_implementation(shape, *plans, batch=1, height=4, width=4) == "native"
+    )  # 16 rows < 2**15 / 32
     assert choose_implementation(shape, *plans, batch=80, height=4, width=4) == "rows"
     assert choose_implementation(shape, *plans) == "rows"
 

@@ -24,13 +24,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from cases import SMOOTH_ACTIVATIONS, assert_close, cases, keras_accepts, layer_accepts, materialize, nchw
 from hypothesis import HealthCheck, given, settings
+from reference import Reference
 
 from keras_tconv import SegregatedConv2DTranspose
 from keras_tconv.ops import conv2d_transpose
 from keras_tconv.ops.registry import FUSED_ACTIVATIONS
-from reference import Reference
-from cases import SMOOTH_ACTIVATIONS, assert_close, cases, keras_accepts, layer_accepts, materialize, nchw
 
 IMPLEMENTATIONS = ("split", "rows", "unified", "native", "zero_insertion", "auto")
 
@@ -86,20 +86,33 @@ def check_against_reference(
     weights, x, cotangent, out_shape = case.weights, case.x, case.cotangent, case.out_shape
     if keras_accepts(config):
         keras_layer = keras.layers.Conv2DTranspose(**config)
-        assert tuple(keras_layer.compute_output_shape(shape)) == out_shape, "output shape differs from Keras's"
+        assert tuple(keras_layer.compute_output_shape(shape)) == out_shape, (
+            "output shape differs from Keras's"
+        )
     if not layer_accepts(config):
         ours = OpLayer(config, data_format, dtype, implementation, weights)
     else:
-        ours = SegregatedConv2DTranspose(**config, data_format=data_format, dtype=dtype, implementation=implementation)
+        ours = SegregatedConv2DTranspose(
+            **config, data_format=data_format, dtype=dtype, implementation=implementation
+        )
         ours.build(nchw(np.empty(shape), data_format).shape)
         ours.set_weights(weights)
     run = functools.partial(_outputs_and_gradients, ours)
     if traced:
         channels_axis = 1 if data_format == "channels_first" else 3
-        spec = [tf.TensorSpec([size if a == channels_axis else None for a, size in enumerate(nchw(np.empty(s), data_format).shape)])
-                for s in (shape, out_shape)]
+        spec = [
+            tf.TensorSpec(
+                [
+                    size if a == channels_axis else None
+                    for a, size in enumerate(nchw(np.empty(s), data_format).shape)
+                ]
+            )
+            for s in (shape, out_shape)
+        ]
         run = tf.function(run, input_signature=spec)
-    got = run(tf.constant(nchw(x, data_format), tf.float32), tf.constant(nchw(cotangent, data_format), tf.float32))
+    got = run(
+        tf.constant(nchw(x, data_format), tf.float32), tf.constant(nchw(cotangent, data_format), tf.float32)
+    )
     case.check(got, implementation, data_format, rtol)
 
 
@@ -158,9 +171,13 @@ def test_unknown_dims_under_tf_function(config, implementation):
 
     for shape in [(1, 4, 5, 3), (3, 7, 2, 3), (2, 1, 1, 3), (2, 3, 1, 3)]:
         x = np.random.default_rng(1).standard_normal(shape).astype("float32")
-        cotangent = np.random.default_rng(2).standard_normal(reference.output_shape(shape, 1)).astype("float32")
+        cotangent = (
+            np.random.default_rng(2).standard_normal(reference.output_shape(shape, 1)).astype("float32")
+        )
         want = [reference.forward(x, kernel, bias), *reference.gradients(x, kernel, bias, cotangent)]
-        for got, w, what in zip(traced(x, cotangent), want, ["output", "input grad", "kernel grad", "bias grad"]):
+        for got, w, what in zip(
+            traced(x, cotangent), want, ["output", "input grad", "kernel grad", "bias grad"]
+        ):
             assert_close(got, w, 1e-5, f"{what}: {config} {shape}", terms=100)
     assert traced.experimental_get_tracing_count() == 1
 
@@ -184,7 +201,9 @@ def test_empty_inputs_match_keras(config, shape, implementation):
     process, in Keras's layer as in this one."""
     ours = SegregatedConv2DTranspose(2, **config, implementation=implementation)
     ours.build((None, None, None, 3))
-    ours.set_weights([np.random.default_rng(0).standard_normal(w.shape).astype("float32") for w in ours.weights])
+    ours.set_weights(
+        [np.random.default_rng(0).standard_normal(w.shape).astype("float32") for w in ours.weights]
+    )
     reference = keras.layers.Conv2DTranspose(2, **config)
     reference.build((None, None, None, 3))
     reference.set_weights(ours.get_weights())
@@ -225,6 +244,10 @@ def test_empty_outputs(config, implementation, mode):
         run = tf.function(run, input_signature=[tf.TensorSpec(spec)])
     y, dx, dkernel, dbias = run(x)
     assert tuple(y.shape) == want_shape
-    for name, gradient, variable in [("input", dx, x), ("kernel", dkernel, ours.kernel), ("bias", dbias, ours.bias)]:
+    for name, gradient, variable in [
+        ("input", dx, x),
+        ("kernel", dkernel, ours.kernel),
+        ("bias", dbias, ours.bias),
+    ]:
         assert gradient is not None, name
         np.testing.assert_array_equal(gradient, np.zeros(variable.shape), err_msg=name)

@@ -1,5 +1,5 @@
 """The gradients avoid the TensorFlow kernel calls that oneDNN computes wrong
-(see keras_tconv/ops/tensorflow/gradients.py and the README's list of TensorFlow defects).
+(see keras_tconv/ops/tensorflow/gradients.py and the list of TensorFlow defects in docs/design.md).
 
 The defects show only on some CPUs (the strided ``conv2d`` one on AVX-512),
 so besides the numbers, these tests check the gradient graph itself: no
@@ -15,8 +15,13 @@ from graph_ops import gradient_graph_ops
 from reference import Reference
 
 from keras_tconv.ops import conv2d_transpose
-from keras_tconv.ops.tensorflow.gradients import KERNEL_GRADIENT_FORMS, _adjoint_axes, kernel_gradient, kernel_gradient_forms
 from keras_tconv.ops.phases import plan_axes
+from keras_tconv.ops.tensorflow.gradients import (
+    KERNEL_GRADIENT_FORMS,
+    _adjoint_axes,
+    kernel_gradient,
+    kernel_gradient_forms,
+)
 
 IMPLEMENTATIONS = ("split", "rows", "unified", "native", "auto")
 
@@ -72,9 +77,19 @@ def test_one_pixel_wide_input_gradient_is_not_strided(implementation, spec_width
 
 @pytest.mark.parametrize(
     "kernel,stride,padding,output_padding",
-    [(1, 3, "valid", None), (1, 2, "same", 1), (3, 2, "same", None), (4, 3, "valid", 1), (2, 5, "valid", None),
-     # output_padding at or above the stride (a larger dilation allows it): 1-tap axes with trailing positions.
-     (1, 2, "valid", 2), (1, 2, "same", 3), (1, 3, "valid", 4), (2, 2, "valid", 3)],
+    [
+        (1, 3, "valid", None),
+        (1, 2, "same", 1),
+        (3, 2, "same", None),
+        (4, 3, "valid", 1),
+        (2, 5, "valid", None),
+        # output_padding at or above the stride (a larger dilation allows it): 1-tap axes
+        # with trailing positions.
+        (1, 2, "valid", 2),
+        (1, 2, "same", 3),
+        (1, 3, "valid", 4),
+        (2, 2, "valid", 3),
+    ],
 )
 def test_adjoint_rewrites_are_identities(kernel, stride, padding, output_padding):
     """Each axis rewrite reads the same cotangent positions for every input
@@ -91,8 +106,11 @@ def test_adjoint_rewrites_are_identities(kernel, stride, padding, output_padding
         padded = axis.before + len(range(0, length, step)) + axis.after
         assert (padded - axis.kernel_size) // axis.stride + 1 == n
         rewritten = [
-            [step * (j * axis.stride + t - axis.before) for t in range(axis.kernel_size)
-             if 0 <= j * axis.stride + t - axis.before < len(range(0, length, step))]
+            [
+                step * (j * axis.stride + t - axis.before)
+                for t in range(axis.kernel_size)
+                if 0 <= j * axis.stride + t - axis.before < len(range(0, length, step))
+            ]
             for j in range(n)
         ]
         assert rewritten == original, (n, axis, step)
@@ -100,8 +118,13 @@ def test_adjoint_rewrites_are_identities(kernel, stride, padding, output_padding
 
 @pytest.mark.parametrize(
     "kernel,strides,padding,output_padding,size",
-    [(3, 2, "same", None, (5, 6)), (4, 2, "same", None, (4, 4)), (2, 2, "valid", None, (3, 5)),
-     (5, 3, "valid", (1, 2), (4, 3)), (3, 2, "valid", 1, (1, 4))],
+    [
+        (3, 2, "same", None, (5, 6)),
+        (4, 2, "same", None, (4, 4)),
+        (2, 2, "valid", None, (3, 5)),
+        (5, 3, "valid", (1, 2), (4, 3)),
+        (3, 2, "valid", 1, (1, 4)),
+    ],
 )
 def test_kernel_gradient_forms_agree_with_the_definition(kernel, strides, padding, output_padding, size):
     """Both padding forms of the kernel gradient (oneDNN's and Eigen's kernel
@@ -121,8 +144,14 @@ def test_kernel_gradient_forms_agree_with_the_definition(kernel, strides, paddin
 
 @pytest.mark.parametrize(
     "strides,dilation,output_padding,accepted",
-    [(2, 3, (2, 0), True), (2, 1, (1, 1), True), (2, 3, (3, 0), False), (2, 1, (2, 0), False),
-     (1, 1, (0, -1), False), (1, 4, 3, True)],
+    [
+        (2, 3, (2, 0), True),
+        (2, 1, (1, 1), True),
+        (2, 3, (3, 0), False),
+        (2, 1, (2, 0), False),
+        (1, 1, (0, -1), False),
+        (1, 4, 3, True),
+    ],
 )
 def test_op_bounds_output_padding_by_stride_or_larger_dilation(strides, dilation, output_padding, accepted):
     """The op takes ``0 <= output_padding < max(stride, dilation)`` per axis
@@ -132,5 +161,7 @@ def test_op_bounds_output_padding_by_stride_or_larger_dilation(strides, dilation
     if accepted:
         run()
         return
-    with pytest.raises(ValueError, match="`output_padding` must be non-negative and strictly less than `strides`"):
+    with pytest.raises(
+        ValueError, match="`output_padding` must be non-negative and strictly less than `strides`"
+    ):
         run()

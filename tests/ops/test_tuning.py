@@ -15,10 +15,10 @@ from tensorflow.python.framework import config as tf_config
 import keras_tconv
 from keras_tconv import SegregatedConv2DTranspose, lowering_target
 from keras_tconv.ops.choosing import tuning
-from keras_tconv.ops.platform import cpu_kernel_library
-from keras_tconv.ops.tensorflow import tuning as tf_tuning
 from keras_tconv.ops.choosing.rules import choose_implementation
 from keras_tconv.ops.phases import plan_axes
+from keras_tconv.ops.platform import cpu_kernel_library
+from keras_tconv.ops.tensorflow import tuning as tf_tuning
 from tests.fake_tuning import fake_measurement
 
 # The module, not the function that keras_tconv.ops exports under its name.
@@ -75,7 +75,11 @@ def test_measures_once_then_caches_in_process_and_on_disk(measuring, tmp_path, c
     assert len(measuring) == 1 and measuring[0][1] == (2,)
     assert sum("keras_tconv auto:" in r.message for r in caplog.records) == 1
     [choice] = keras_tconv.tuning_choices()
-    assert choice.implementation == "rows" and choice.source == "measured" and "8->8 in 2x4x4 float32" in choice.key
+    assert (
+        choice.implementation == "rows"
+        and choice.source == "measured"
+        and "8->8 in 2x4x4 float32" in choice.key
+    )
 
     [path] = tmp_path.glob("*.json")
     # Keyed by what computes: the GPU where TensorFlow places the layer, else the CPU kernel library.
@@ -120,7 +124,9 @@ def test_switches_turn_timing_off(measuring, monkeypatch, switch):
         tf_config.disable_op_determinism()
     assert not measuring
     assert keras_tconv.tuning_choices()[0].source == "static rule"
-    static = choose_implementation(layer.kernel.shape, *plan_axes(layer.kernel.shape, 2, "same", None), 2, 4, 4)
+    static = choose_implementation(
+        layer.kernel.shape, *plan_axes(layer.kernel.shape, 2, "same", None), 2, 4, 4
+    )
     assert layer.chosen_implementation == static
 
 
@@ -141,7 +147,8 @@ def test_corrupt_cache_file_is_ignored(measuring, tmp_path):
 
 
 def test_huge_outputs_are_measured_at_a_smaller_batch(measuring, monkeypatch):
-    """The measured batch shrinks until one output fits MAX_MEASURED_OUTPUT (8x8x8 values per example here)."""
+    """The measured batch shrinks until one output fits MAX_MEASURED_OUTPUT (8x8x8 values
+    per example here)."""
     monkeypatch.setattr(tuning, "MAX_MEASURED_OUTPUT", 2 * 8 * 8 * 8)
     _layer((6, 4, 4, 8))(tf.zeros((6, 4, 4, 8)))
     assert measuring[0][1] == (2,)
@@ -245,7 +252,10 @@ def test_measured_choices_compute_keras_numbers(monkeypatch, tmp_path):
     tuning.clear_memory()
     with tf.device("/CPU:0"):  # oneDNN is a CPU library: on a GPU machine too
         x = tf.random.normal((2, 5, 6, 3))
-        layers = [SegregatedConv2DTranspose(4, 3, strides=2, padding="same"), keras.layers.Conv2DTranspose(4, 3, 2, "same")]
+        layers = [
+            SegregatedConv2DTranspose(4, 3, strides=2, padding="same"),
+            keras.layers.Conv2DTranspose(4, 3, 2, "same"),
+        ]
         for layer in layers:
             layer.build(x.shape)
         layers[1].set_weights(layers[0].get_weights())

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from reference import Reference
 
 import keras_tconv
 from keras_tconv import SegregatedConv2DTranspose
@@ -20,7 +21,6 @@ from keras_tconv.ops.phases import plan_axes
 from keras_tconv.ops.platform import cpu_kernel_library
 from keras_tconv.ops.tensorflow import tuning as tf_tuning
 from tests.fake_tuning import fake_measurement
-from tests.ops.reference import Reference
 
 conv2d_transpose_module = importlib.import_module("keras_tconv.ops.tensorflow.conv2d_transpose")
 
@@ -94,7 +94,9 @@ def test_keras_jit_compile_fit_measures_under_xla(monkeypatch, tmp_path):
     """Keras's ``jit_compile=True`` traces the train step inside XLA: ``auto``
     measures there, the forward and, for the differentiated layer, the gradient."""
     fake_measurement(monkeypatch, tmp_path, FORWARD_TIMES)
-    model = keras.Sequential([keras.Input((4, 4, 8)), SegregatedConv2DTranspose(3, 3, strides=2, padding="same")])
+    model = keras.Sequential(
+        [keras.Input((4, 4, 8)), SegregatedConv2DTranspose(3, 3, strides=2, padding="same")]
+    )
     model.compile("sgd", "mse", jit_compile=True)
     model.fit(np.zeros((4, 4, 4, 8), "float32"), np.zeros((4, 8, 8, 3), "float32"), batch_size=4, verbose=0)
     keys = [c.key for c in keras_tconv.tuning_choices()]
@@ -103,7 +105,9 @@ def test_keras_jit_compile_fit_measures_under_xla(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("forward", ["native", "split", "rows", "unified"])
 @pytest.mark.parametrize("gradient_wins", [False, True])
-def test_xla_gradient_is_measured_against_one_segregated_lowering(monkeypatch, tmp_path, forward, gradient_wins):
+def test_xla_gradient_is_measured_against_one_segregated_lowering(
+    monkeypatch, tmp_path, forward, gradient_wins
+):
     """The gradient's lowering is measured after the forward's: ``native``
     (TensorFlow's strided kernels) against the forward's segregated pick, or
     where that is ``native`` the JAX rule's; the derivative of a segregated
@@ -114,7 +118,10 @@ def test_xla_gradient_is_measured_against_one_segregated_lowering(monkeypatch, t
     layer = _layer()
     x, cotangent = tf.zeros((2, 4, 4, 8)), tf.zeros((2, 8, 8, 8))
     strided = _strided_ops(_step(layer, jit_compile=True), x, cotangent)
-    assert [sorted(candidates) for candidates, _ in measuring] == [sorted(FORWARD_TIMES), sorted({"native", segregated})]
+    assert [sorted(candidates) for candidates, _ in measuring] == [
+        sorted(FORWARD_TIMES),
+        sorted({"native", segregated}),
+    ]
     first, second = keras_tconv.tuning_choices()
     assert first.implementation == forward and second.key == f"{first.key} gradient"
     assert second.implementation == gradient
@@ -176,7 +183,9 @@ def test_gpu_static_rule_is_native_and_cpu_rules_do_not_decide_for_it():
 
 def test_on_a_gpu_auto_runs_native_unless_a_gpu_measurement_says_otherwise(monkeypatch, tmp_path):
     monkeypatch.setattr(tf_tuning, "device_name", lambda hint="": "GPU Fake Card")
-    monkeypatch.setattr(conv2d_transpose_module, "choose_implementation", _forbid_cpu_rules(choose_implementation))
+    monkeypatch.setattr(
+        conv2d_transpose_module, "choose_implementation", _forbid_cpu_rules(choose_implementation)
+    )
     measuring = fake_measurement(monkeypatch, tmp_path, FORWARD_TIMES)
     monkeypatch.setenv("KERAS_TCONV_TUNING", "off")
     for jit_compile in (False, True):

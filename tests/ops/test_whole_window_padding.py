@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from graph_ops import gradient_graph_ops
+from reference import pair
 
 from keras_tconv.ops.tensorflow import lowerings
 from keras_tconv.ops.tensorflow.conv2d_transpose import conv2d_transpose
@@ -33,18 +34,17 @@ GEOMETRIES = [(3, 2, "valid", None), (2, 2, "valid", 1), (3, 3, "valid", 2), ((1
 HALF = [tf.float16, tf.bfloat16]
 
 
-def _window(kernel_size) -> tuple[int, int]:
-    """A geometry's ``kernel_size`` (an int or a pair) as ``(kh, kw)``."""
-    return (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
-
-
 def _conv_ops(dtype, implementation, geometry, shape=(2, 4, 1, 2), filters=4):
     """The Conv2D ops of the traced forward and gradient graph (a 1x1 window
     left without padding is a MatMul instead)."""
     kernel_size, strides, padding, output_padding = geometry
     ops = gradient_graph_ops(
-        tf.TensorSpec(shape, dtype), (*_window(kernel_size), filters, shape[-1]), implementation,
-        strides=strides, padding=padding, output_padding=output_padding,
+        tf.TensorSpec(shape, dtype),
+        (*pair(kernel_size), filters, shape[-1]),
+        implementation,
+        strides=strides,
+        padding=padding,
+        output_padding=output_padding,
     )
     return [op for op in ops if op.type == "Conv2D"]
 
@@ -81,7 +81,7 @@ def test_rewrite_computes_the_same_numbers(monkeypatch, implementation, geometry
     kernel_size, strides, padding, output_padding = geometry
     rng = np.random.default_rng(0)
     x = tf.constant(rng.standard_normal((2, 4, 3, 2)), tf.float16)
-    kernel = tf.constant(rng.standard_normal((*_window(kernel_size), 3, 2)), tf.float16)
+    kernel = tf.constant(rng.standard_normal((*pair(kernel_size), 3, 2)), tf.float16)
     run = lambda: conv2d_transpose(x, kernel, strides, padding, output_padding, implementation=implementation)  # noqa: E731
     monkeypatch.setattr(lowerings, "cpu_kernel_library", lambda: "Eigen")
     want = run()
@@ -106,5 +106,7 @@ def test_the_crashing_call_runs_under_onednn():
     """The call that crashed oneDNN on an AVX-512/AMX Xeon, in a subprocess
     (a crash must not take the test worker with it)."""
     env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1", CUDA_VISIBLE_DEVICES="")
-    result = subprocess.run([sys.executable, "-c", _CRASHING_CALL], env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", _CRASHING_CALL], env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]

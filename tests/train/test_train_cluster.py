@@ -61,11 +61,17 @@ BAD_TF_CONFIGS = [
     (None, "distribute=multi_worker needs the TF_CONFIG environment variable"),
     ("", "distribute=multi_worker needs the TF_CONFIG environment variable"),
     ('{"cluster": {"worker": ["127.0.0.1:20001"]', "TF_CONFIG is not valid JSON"),
-    ('["127.0.0.1:20001"]', 'TF_CONFIG is invalid: allowed values are JSON objects with "cluster" and "task"'),
-    (tf_config(index=2), 'TF_CONFIG task index 2 is outside the cluster: allowed values are 0 to 1'),
+    (
+        '["127.0.0.1:20001"]',
+        'TF_CONFIG is invalid: allowed values are JSON objects with "cluster" and "task"',
+    ),
+    (tf_config(index=2), "TF_CONFIG task index 2 is outside the cluster: allowed values are 0 to 1"),
     (tf_config(index=-1), "TF_CONFIG task index -1 is outside the cluster"),
     (tf_config(index="1"), 'TF_CONFIG task index "1" is outside the cluster'),
-    (tf_config(task_type="evaluator"), 'TF_CONFIG task type "evaluator" is invalid: allowed values are chief, worker'),
+    (
+        tf_config(task_type="evaluator"),
+        'TF_CONFIG task type "evaluator" is invalid: allowed values are chief, worker',
+    ),
     (tf_config(task_type="ps"), 'TF_CONFIG task type "ps" is invalid'),
     (tf_config(task_type="chief"), 'TF_CONFIG task type "chief" is invalid: the cluster has no "chief" job'),
     (tf_config({**TWO_WORKERS, "ps": ["127.0.0.1:20003"]}), 'TF_CONFIG cluster job "ps" is invalid'),
@@ -88,7 +94,9 @@ def test_bad_tf_config_fails_naming_the_problem(raw: str | None, message: str) -
 def test_the_global_batch_must_split_across_the_workers() -> None:
     environ = {"TF_CONFIG": tf_config()}
     assert cluster_of(train_config(StrategyName.multi_worker), environ).workers == 2
-    message = "data.batch_size=63 is invalid: allowed values are multiples of 2, the number of workers in TF_CONFIG"
+    message = (
+        "data.batch_size=63 is invalid: allowed values are multiples of 2, the number of workers in TF_CONFIG"
+    )
     with pytest.raises(ConfigValueError, match=message):
         cluster_of(train_config(StrategyName.multi_worker, batch_size=63), environ)
     # Other strategies do not read TF_CONFIG at all.
@@ -102,7 +110,11 @@ def test_the_global_batch_must_split_across_the_workers() -> None:
         ("{cluster", [], "TF_CONFIG is not valid JSON"),
         (tf_config(index=5), [], "TF_CONFIG task index 5 is outside the cluster"),
         (tf_config(task_type="evaluator"), [], 'TF_CONFIG task type "evaluator" is invalid'),
-        (tf_config(), ["data.batch_size=63"], "data.batch_size=63 is invalid: allowed values are multiples of 2"),
+        (
+            tf_config(),
+            ["data.batch_size=63"],
+            "data.batch_size=63 is invalid: allowed values are multiples of 2",
+        ),
         (tf_config(), ["-m"], "distribute=multi_worker is invalid in a multirun (-m)"),
     ],
 )

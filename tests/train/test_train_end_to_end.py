@@ -10,7 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from train_helpers import FAST_TRAINER, check_exports_serve, check_run_dir, folder_data, run_training, write_image_folder
+from train_helpers import (
+    FAST_TRAINER,
+    check_exports_serve,
+    check_run_dir,
+    folder_data,
+    run_training,
+    write_image_folder,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -67,22 +74,22 @@ def folder_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_mnist_from_mocked_tfds(mnist_run: Path) -> None:
     metrics = check_run_dir(mnist_run, epochs=2)
-    assert (metrics["model"], metrics["data_source"]) == ("mnist_autoencoder", "tfds:mnist")
-    assert (metrics["layer"], metrics["implementation"]) == ("segregated", "split")
+    assert (metrics.model, metrics.data_source) == ("mnist_autoencoder", "tfds:mnist")
+    assert (metrics.layer, metrics.implementation) == ("segregated", "split")
 
 
 def test_flowers_from_mocked_tfds_of_random_sizes(flowers_run: Path) -> None:
     metrics = check_run_dir(flowers_run, epochs=2)
-    assert (metrics["model"], metrics["data_source"]) == ("flowers_autoencoder", "tfds:tf_flowers")
-    assert (metrics["layer"], metrics["implementation"]) == ("segregated", "unified")
+    assert (metrics.model, metrics.data_source) == ("flowers_autoencoder", "tfds:tf_flowers")
+    assert (metrics.layer, metrics.implementation) == ("segregated", "unified")
 
 
 def test_image_folder_skips_corrupt_file_and_trains_mirrored_on_two_cpus(folder_run: Path) -> None:
     metrics = check_run_dir(folder_run, epochs=2)
-    assert metrics["data_source"] == f"folder:{folder_run.parent / 'images'}"
-    assert metrics["skipped_files"] == 1
-    assert metrics["replicas"] == 2
-    assert (metrics["layer"], metrics["implementation"]) == ("zero_insertion", "zero_insertion")
+    assert metrics.data_source == f"folder:{folder_run.parent / 'images'}"
+    assert metrics.skipped_files == 1
+    assert metrics.replicas == 2
+    assert (metrics.layer, metrics.implementation) == ("zero_insertion", "zero_insertion")
 
 
 def test_exports_serve_without_the_project(

@@ -63,16 +63,18 @@ def folder_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=root,
         KERAS_BACKEND="tensorflow",
     )
-    assert completed.returncode == 0, f"training failed:\n{completed.stdout[-5000:]}\n{completed.stderr[-5000:]}"
+    assert completed.returncode == 0, (
+        f"training failed:\n{completed.stdout[-5000:]}\n{completed.stderr[-5000:]}"
+    )
     return run_dir
 
 
 def test_sweep_trains_each_layer_on_jax_into_a_complete_run_directory(sweep_dir: Path) -> None:
     jobs = [check_run_dir(sweep_dir / str(index), epochs=2) for index in range(len(LAYERS))]
-    assert [(job["layer"], job["backend"], job["jit_compile"]) for job in jobs] == [
+    assert [(job.layer, job.backend, job.jit_compile) for job in jobs] == [
         (layer, "jax", True) for layer in LAYERS
     ]
-    assert jobs[1]["lowerings"] == {"decoder_transpose_conv_0": "native", "decoder_transpose_conv_1": "native"}
+    assert jobs[1].lowerings == {"decoder_transpose_conv_0": "native", "decoder_transpose_conv_1": "native"}
     assert "converted with jax2tf" in (sweep_dir / "0" / "README.txt").read_text()
 
 
@@ -81,10 +83,13 @@ def test_compare_prints_the_backend_and_the_speedup_over_keras(sweep_dir: Path) 
     assert completed.returncode == 0, completed.stderr
     rows = {
         cells[0]: cells
-        for cells in ([cell.strip() for cell in line.strip("|").split("|")] for line in completed.stdout.splitlines())
+        for cells in (
+            [cell.strip() for cell in line.strip("|").split("|")] for line in completed.stdout.splitlines()
+        )
         if cells[0] in ("0", "1")
     }
-    # job, model, layer, lowering per layer, device, backend, epoch, step, IQR, images/s, vs keras, vs zero insertion
+    # job, model, layer, lowering per layer, device, backend, epoch, step, IQR, images/s, vs keras,
+    # vs zero insertion
     assert [rows[job][2] for job in ("0", "1")] == ["segregated (auto)", "keras"]
     assert [rows[job][5] for job in ("0", "1")] == ["jax", "jax"]
     assert rows["0"][10].endswith("x") and float(rows["0"][10][:-1]) > 0
@@ -94,13 +99,15 @@ def test_compare_prints_the_backend_and_the_speedup_over_keras(sweep_dir: Path) 
 
 def test_the_app_sets_the_backend_over_the_environment(folder_run: Path) -> None:
     metrics = check_run_dir(folder_run, epochs=2)
-    assert (metrics["model"], metrics["layer"], metrics["backend"]) == ("flowers_autoencoder", "zero_insertion", "jax")
-    assert metrics["skipped_files"] == 1
+    assert (metrics.model, metrics.layer, metrics.backend) == ("flowers_autoencoder", "zero_insertion", "jax")
+    assert metrics.skipped_files == 1
     log = (folder_run / "train.log").read_text()
     assert "KERAS_BACKEND=tensorflow in the environment is overridden by backend=jax" in log
     # Neither JAX's platform probing nor jax2tf's renaming of the exported variables is shown.
     assert "Unable to initialize backend" not in log and "unsupported characters" not in log
 
 
-def test_exports_from_jax_serve_without_the_project(sweep_dir: Path, folder_run: Path, tmp_path: Path) -> None:
+def test_exports_from_jax_serve_without_the_project(
+    sweep_dir: Path, folder_run: Path, tmp_path: Path
+) -> None:
     check_exports_serve([sweep_dir / "0", sweep_dir / "1", folder_run], tmp_path)

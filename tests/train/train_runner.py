@@ -48,11 +48,15 @@ def main() -> None:
         if arguments.tfds == "mock":
             import tensorflow_datasets as tfds
 
-            stack.enter_context(tfds.testing.mock_data(num_examples=arguments.mock_examples, max_value=MOCK_MAX_PIXEL))
+            stack.enter_context(
+                tfds.testing.mock_data(num_examples=arguments.mock_examples, max_value=MOCK_MAX_PIXEL)
+            )
         if arguments.tfds:
             # Under the mock, downloading is a no-op, so the host counts as reachable.
             reachable = arguments.tfds == "mock"
-            stack.enter_context(mock.patch("train.data.tfds_source.download_host_reachable", return_value=reachable))
+            stack.enter_context(
+                mock.patch("train.data.tfds_source.download_host_reachable", return_value=reachable)
+            )
         # Exactly what `python -m train` runs; Hydra finds conf/ next to the
         # package only when train/__main__.py runs as __main__.
         sys.argv = ["train", *arguments.overrides]

@@ -48,7 +48,10 @@ def readable_files(paths: list[str], channels: int) -> list[str]:
     """
     decoded = (
         tf.data.Dataset.from_tensor_slices(paths)
-        .map(lambda path: (path, tf.shape(decode_image_file(path, channels))), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(
+            lambda path: (path, tf.shape(decode_image_file(path, channels))),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
         .ignore_errors()
     )
     with native_stderr_discarded():
@@ -68,7 +71,8 @@ def load_folder_images(
     paths = list_image_files(folder)
     if not paths:
         raise EmptyImageFolderError(
-            f"data.path={root} has no class subfolders holding image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            f"data.path={root} has no class subfolders holding image files "
+            f"({', '.join(sorted(IMAGE_SUFFIXES))})"
         )
     readable = readable_files(paths, channels)
     skipped = sorted(set(paths) - set(readable))

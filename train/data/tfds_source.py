@@ -68,7 +68,9 @@ def load_tfds_images(
     builder = tfds.builder(tfds_name, data_dir=data_dir)
     _prepare(builder)
     percent = format(100 * validation_split, "g")
-    train, validation = builder.as_dataset(split=[f"train[{percent}%:]", f"train[:{percent}%]"], as_supervised=True)
+    train, validation = builder.as_dataset(
+        split=[f"train[{percent}%:]", f"train[:{percent}%]"], as_supervised=True
+    )
     return train.map(_image_only), validation.map(_image_only)
 
 

@@ -29,7 +29,9 @@ class WorkerBackup:
     shared file system.
     """
 
-    def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy, directory: Path, is_chief: bool) -> None:
+    def __init__(
+        self, model: keras.Model, strategy: tf.distribute.Strategy, directory: Path, is_chief: bool
+    ) -> None:
         self.directory = directory
         self.is_chief = is_chief
         self.strategy = strategy

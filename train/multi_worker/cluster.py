@@ -81,15 +81,20 @@ def _valid_address(address: object) -> bool:
 
 def _parse_tasks(cluster: object) -> tuple[Task, ...]:
     if not isinstance(cluster, dict) or not cluster:
-        raise _fail(f'"cluster" is invalid: allowed values are objects mapping {" or ".join(JOBS)} to addresses')
+        raise _fail(
+            f'"cluster" is invalid: allowed values are objects mapping {" or ".join(JOBS)} to addresses'
+        )
     for job, addresses in cluster.items():
         if job not in JOBS:
             raise _fail(
                 f'cluster job "{job}" is invalid: allowed jobs are {", ".join(JOBS)} '
-                "(MultiWorkerMirroredStrategy trains on all of them; it has no parameter servers or evaluators)"
+                "(MultiWorkerMirroredStrategy trains on all of them; "
+                "it has no parameter servers or evaluators)"
             )
         if not isinstance(addresses, list) or not addresses or not all(map(_valid_address, addresses)):
-            raise _fail(f'cluster job "{job}" is invalid: allowed values are non-empty lists of "host:port" strings')
+            raise _fail(
+                f'cluster job "{job}" is invalid: allowed values are non-empty lists of "host:port" strings'
+            )
     if len(cluster.get("chief", [])) > 1:
         raise _fail('cluster job "chief" is invalid: a cluster has at most one chief')
     tasks = tuple(
@@ -113,7 +118,8 @@ def _find_me(task: object, tasks: tuple[Task, ...]) -> Task:
         raise _fail(f'task type "{job}" is invalid: the cluster has no "{job}" job')
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(indexes):
         raise _fail(
-            f"task index {json.dumps(index)} is outside the cluster: allowed values are 0 to {len(indexes) - 1}, "
+            f"task index {json.dumps(index)} is outside the cluster: "
+            f"allowed values are 0 to {len(indexes) - 1}, "
             f'the indexes of its {len(indexes)} "{job}" task(s)'
         )
     return next(candidate for candidate in tasks if (candidate.job, candidate.index) == (job, index))
@@ -133,7 +139,9 @@ def read_cluster(environ: Mapping[str, str] = os.environ) -> ClusterTask:
     except json.JSONDecodeError as error:
         raise _fail(f"is not valid JSON ({error}): {raw}") from None
     if not isinstance(spec, dict):
-        raise _fail(f'is invalid: allowed values are JSON objects with "cluster" and "task", for example {EXAMPLE}')
+        raise _fail(
+            f'is invalid: allowed values are JSON objects with "cluster" and "task", for example {EXAMPLE}'
+        )
     tasks = _parse_tasks(spec.get("cluster"))
     return ClusterTask(tasks, _find_me(spec.get("task"), tasks))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import keras
 import tensorflow as tf
@@ -11,6 +10,7 @@ import tensorflow as tf
 from train.config import TrainConfig
 from train.devices import select_device
 from train.job import build_compiled_model, check_replica_split, job_metrics, load_batches, write_outputs
+from train.metrics import Metrics
 from train.multi_worker.cluster import ClusterTask
 from train.multi_worker.loop import fit_across_workers
 from train.multi_worker.scratch import in_memory_directory
@@ -35,7 +35,7 @@ def undistributed_copy(model: keras.Model) -> keras.Model:
         return keras.saving.load_model(path)
 
 
-def run_worker_job(config: TrainConfig, run_dir: RunDir, cluster: ClusterTask) -> dict[str, Any] | None:
+def run_worker_job(config: TrainConfig, run_dir: RunDir, cluster: ClusterTask) -> Metrics | None:
     """Trains with the other workers of ``cluster``; the chief then writes the
     run directory and returns its metrics, the other workers return None.
 
@@ -61,7 +61,9 @@ def run_worker_job(config: TrainConfig, run_dir: RunDir, cluster: ClusterTask) -
         completed = run_dir.completed_metrics(epochs) if cluster.is_chief else None
         (finished,) = from_chief(strategy, [tf.constant(completed is not None)])
         if finished:
-            log.info("The chief's run directory already holds a finished run of %d epochs; nothing to do", epochs)
+            log.info(
+                "The chief's run directory already holds a finished run of %d epochs; nothing to do", epochs
+            )
             return completed
 
         data = load_batches(config)

@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 SUM = tf.distribute.ReduceOp.SUM
 
 
-def distribute_batches(strategy: tf.distribute.Strategy, batches: tf.data.Dataset) -> tf.distribute.DistributedDataset:
+def distribute_batches(
+    strategy: tf.distribute.Strategy, batches: tf.data.Dataset
+) -> tf.distribute.DistributedDataset:
     """Splits every global batch of ``batches`` across all replicas.
 
     Every worker builds the whole pipeline (with the same shuffle seed), and
@@ -94,7 +96,9 @@ class DistributedSteps:
 
     def _train_step(self, iterator) -> tf.Tensor:
         images, targets = next(iterator)
-        return self.strategy.reduce(SUM, self.strategy.run(self._replica_train_step, args=(images, targets)), axis=None)
+        return self.strategy.reduce(
+            SUM, self.strategy.run(self._replica_train_step, args=(images, targets)), axis=None
+        )
 
     def _replica_validation_step(self, images: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
         per_image = self.per_image_loss(images, targets, training=False)
@@ -161,7 +165,9 @@ def fit_across_workers(
             totals += steps.train_step(iterator)
             callbacks.on_train_batch_end(step)
         logs = {"loss": float(totals[0] / totals[1]), "val_loss": steps.validation_loss(validation)}
-        log.info("Epoch %d/%d: loss %.5f, val_loss %.5f", epoch + 1, trainer.epochs, logs["loss"], logs["val_loss"])
+        log.info(
+            "Epoch %d/%d: loss %.5f, val_loss %.5f", epoch + 1, trainer.epochs, logs["loss"], logs["val_loss"]
+        )
         callbacks.on_epoch_end(epoch, logs)
         backup.save(epoch + 1)
     callbacks.on_train_end()

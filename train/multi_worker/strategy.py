@@ -58,7 +58,8 @@ def _configure_coordination(cluster: ClusterTask, timeout_s: float) -> None:
         service_type="standalone",
         service_leader=f"/job:{leader.job}/replica:0/task:{leader.index}",
         coordinated_jobs=[
-            coordination_config_pb2.CoordinatedJob(name=job, num_tasks=jobs.count(job)) for job in dict.fromkeys(jobs)
+            coordination_config_pb2.CoordinatedJob(name=job, num_tasks=jobs.count(job))
+            for job in dict.fromkeys(jobs)
         ],
         cluster_register_timeout_in_ms=int(timeout_s * 1000),
     )
@@ -91,9 +92,9 @@ def join_cluster(cluster: ClusterTask, timeout_s: float) -> tf.distribute.MultiW
             "(do all workers have the same TF_CONFIG cluster?)"
         )
         raise PeerUnreachableError(
-            f"{cluster.me} could not reach its peers within distribute.peer_timeout_s={timeout_s:g} s: {reason}. "
-            "Start every task of the TF_CONFIG cluster, each with its own task index, and check that their "
-            "addresses are reachable from here."
+            f"{cluster.me} could not reach its peers within distribute.peer_timeout_s={timeout_s:g} s: "
+            f"{reason}. Start every task of the TF_CONFIG cluster, each with its own task index, and check "
+            "that their addresses are reachable from here."
         ) from error
 
 
@@ -105,13 +106,15 @@ def peers_lost_as_error(cluster: ClusterTask, timeout_s: float) -> Iterator[None
         yield
     except LOST_PEER_ERRORS as error:
         raise PeerUnreachableError(
-            f"{cluster.me} lost contact with the other workers ({type(error).__name__}: a worker stopped, or a "
-            f"collective operation waited longer than distribute.peer_timeout_s={timeout_s:g} s). Relaunch every "
-            "worker with its same command to resume from the last completed epoch."
+            f"{cluster.me} lost contact with the other workers ({type(error).__name__}: a worker stopped, "
+            f"or a collective operation waited longer than distribute.peer_timeout_s={timeout_s:g} s). "
+            "Relaunch every worker with its same command to resume from the last completed epoch."
         ) from error
 
 
-def from_chief(strategy: tf.distribute.Strategy, values: Sequence[tf.Tensor | tf.Variable]) -> list[tf.Tensor]:
+def from_chief(
+    strategy: tf.distribute.Strategy, values: Sequence[tf.Tensor | tf.Variable]
+) -> list[tf.Tensor]:
     """The chief's ``values`` on every worker.
 
     Each replica contributes its values if it is the chief's first replica
@@ -125,7 +128,10 @@ def from_chief(strategy: tf.distribute.Strategy, values: Sequence[tf.Tensor | tf
     def replica_fn():
         replica = tf.distribute.get_replica_context()
         is_chief = tf.equal(replica.replica_id_in_sync_group, 0)
-        mine = [tf.where(is_chief, tf.cast(value, tf.float64), tf.zeros(value.shape, tf.float64)) for value in values]
+        mine = [
+            tf.where(is_chief, tf.cast(value, tf.float64), tf.zeros(value.shape, tf.float64))
+            for value in values
+        ]
         return replica.all_reduce(tf.distribute.ReduceOp.SUM, mine)
 
     summed = strategy.run(tf.function(replica_fn))

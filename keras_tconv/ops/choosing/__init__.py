@@ -1,1 +1,2 @@
-"""How ``implementation="auto"`` chooses, on every backend: static rules, measurement, cache, lowering target."""
+"""How ``implementation="auto"`` chooses, on every backend: static rules, measurement, cache,
+lowering target."""

@@ -85,7 +85,10 @@ class StaticRule:
         filters, channels = kernel_shape[2:]
         if stacked_waste(plan_h, plan_w) <= 1.0 or min(filters, channels) < self.min_channels:
             return self.exact_wide_pick if filters >= self.min_channels else self.exact_narrow_pick
-        if min(_fewest_taps(plan_h), _fewest_taps(plan_w)) >= 2 or min(filters, channels) >= self.wide_channels:
+        if (
+            min(_fewest_taps(plan_h), _fewest_taps(plan_w)) >= 2
+            or min(filters, channels) >= self.wide_channels
+        ):
             return self.many_taps_pick
         return self.rest_pick
 

@@ -27,7 +27,8 @@ backend runs deterministically (TensorFlow's
 ``tf.config.experimental.enable_op_determinism()``), so that two runs build the
 same graph; where the backend cannot measure (inside TensorFlow's XLA
 compilation, Keras's symbolic shape inference on JAX); for the LiteRT
-lowering targets; and for spatial sizes that are unknown when tracing. An unknown batch is measured at :data:`REPRESENTATIVE_BATCH` and at
+lowering targets; and for spatial sizes that are unknown when tracing. An
+unknown batch is measured at :data:`REPRESENTATIVE_BATCH` and at
 batch 1 (see :func:`pick`); a layer whose output exceeds
 :data:`MAX_MEASURED_OUTPUT` values at a smaller batch. Candidates are warmed
 up (traced and run once) in order of promise, TensorFlow's kernel and the
@@ -51,8 +52,8 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, ContextManager
 
 from keras_tconv import timing
 
@@ -72,8 +73,8 @@ MAX_ROUNDS = 15
 MIN_MARGIN = 0.05
 
 _lock = threading.Lock()
-_memory: dict[tuple[str, str], "Choice"] = {}
-_made: list["Choice"] = []
+_memory: dict[tuple[str, str], Choice] = {}
+_made: list[Choice] = []
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +123,7 @@ class Where:
     versions: str
     can_measure: bool = True
     deterministic: bool = False
-    scope: Callable[[], ContextManager] = contextlib.nullcontext
+    scope: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
 
 def tuning_enabled(where: Where) -> bool:
@@ -184,7 +185,9 @@ def measurement(
     out_h, out_w = plan_h.geometry.output_length(height), plan_w.geometry.output_length(width)
     batches = (batch,) if batch is not None else (REPRESENTATIVE_BATCH, 1)
     batches = tuple(dict.fromkeys(measured_batch(n, out_h * out_w * filters) for n in batches))
-    geometry = "x".join(f"k{p.geometry.kernel_size}s{p.stride}c{p.geometry.crop}e{p.geometry.extra}" for p in (plan_h, plan_w))
+    geometry = "x".join(
+        f"k{p.geometry.kernel_size}s{p.stride}c{p.geometry.crop}e{p.geometry.extra}" for p in (plan_h, plan_w)
+    )
     key = (
         f"{geometry} {channels}->{filters} in {batch or 'any'}x{height}x{width} {dtype}"
         f"{' bias' if bias else ''} {activation or 'linear'}"
@@ -210,7 +213,10 @@ def pick(times: dict, spreads: dict, batches: tuple, baseline: str = "native") -
         margins = {b: max(MIN_MARGIN, spreads[impl][b], spreads[baseline][b]) for b in batches}
         if any(by_batch[b] > native[b] * (1 + margins[b]) for b in batches[1:]):
             continue
-        if by_batch[batches[0]] < native[batches[0]] * (1 - margins[batches[0]]) and by_batch[batches[0]] < best_time:
+        if (
+            by_batch[batches[0]] < native[batches[0]] * (1 - margins[batches[0]])
+            and by_batch[batches[0]] < best_time
+        ):
             best, best_time = impl, by_batch[batches[0]]
     return best
 
@@ -250,7 +256,10 @@ def _measure(factories: dict, batches: tuple, budget_s: float = BUDGET_S) -> tup
                 t0 = time.perf_counter()
                 runners[impl](b)
                 samples[impl][b].append(time.perf_counter() - t0)
-    summaries = {impl: {b: timing.summarize(values) for b, values in by_batch.items()} for impl, by_batch in samples.items()}
+    summaries = {
+        impl: {b: timing.summarize(values) for b, values in by_batch.items()}
+        for impl, by_batch in samples.items()
+    }
     medians = {impl: {b: t.median_s for b, t in by_batch.items()} for impl, by_batch in summaries.items()}
     spreads = {impl: {b: t.spread for b, t in by_batch.items()} for impl, by_batch in summaries.items()}
     return medians, spreads
@@ -287,10 +296,17 @@ def choose(
             # The backend's own kernel and the static rule's pick first: a slow layer may measure only those.
             order = dict.fromkeys([candidates[0], fallback, *candidates])
             with where.scope():
-                factories = {impl: functools.partial(make_runner, impl) for impl in order if impl in candidates}
+                factories = {
+                    impl: functools.partial(make_runner, impl) for impl in order if impl in candidates
+                }
                 medians, spreads = _measure(factories, batches, budget_s)
-            times_ms = {impl: {str(b): round(t * 1e3, 4) for b, t in by_batch.items()} for impl, by_batch in medians.items()}
-            choice = Choice(key, pick(medians, spreads, batches, baseline=candidates[0]), "measured", times_ms)
+            times_ms = {
+                impl: {str(b): round(t * 1e3, 4) for b, t in by_batch.items()}
+                for impl, by_batch in medians.items()
+            }
+            choice = Choice(
+                key, pick(medians, spreads, batches, baseline=candidates[0]), "measured", times_ms
+            )
             _write(path, key, choice)
         _memory[memory_key] = choice
         _made.append(choice)

@@ -72,7 +72,9 @@ def _static_and_measurement(x, kernel, bias, activation, plan_h: AxisPlan, plan_
     static = choose_implementation(kernel.shape, plan_h, plan_w, backend="jax")
     if not _concrete(x.shape):
         return static, None
-    return static, tuning.measurement(x.shape, x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w)
+    return static, tuning.measurement(
+        x.shape, x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w
+    )
 
 
 def _auto_forward(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> tuning.Choice:
@@ -113,14 +115,18 @@ def _auto_backward(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPl
             return jax.vjp(lowering, *args)[1](dy)
 
         args = {
-            n: (jax_tuning.random_array((n, out_h, out_w, kernel.shape[2]), kernel.dtype, 3),
-                *_random_args((n, *x.shape[1:]), kernel, bias))
+            n: (
+                jax_tuning.random_array((n, out_h, out_w, kernel.shape[2]), kernel.dtype, 3),
+                *_random_args((n, *x.shape[1:]), kernel, bias),
+            )
             for n in batches
         }
         return jax_tuning.compiled_runner(gradient, args)
 
     candidates = tuple(dict.fromkeys((static, *registry.candidates((plan_h.stride, plan_w.stride)))))
-    return tuning.choose(f"{key} gradient", candidates, make_runner, batches, static, jax_tuning.where()).implementation
+    return tuning.choose(
+        f"{key} gradient", candidates, make_runner, batches, static, jax_tuning.where()
+    ).implementation
 
 
 def _empty_output(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):

@@ -37,7 +37,9 @@ _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 def _plain_conv(x, filters, pads_h, pads_w, lhs_dilation=(1, 1)):
     """``lax.conv_general_dilated`` of ``x`` padded per axis (a negative padding crops) with ``filters``."""
     pads = [tuple(pads_h), tuple(pads_w)]
-    return lax.conv_general_dilated(x, filters, (1, 1), pads, lhs_dilation=lhs_dilation, dimension_numbers=_DIMENSIONS)
+    return lax.conv_general_dilated(
+        x, filters, (1, 1), pads, lhs_dilation=lhs_dilation, dimension_numbers=_DIMENSIONS
+    )
 
 
 def _conv(x, filters, pads_h, pads_w):
@@ -47,7 +49,7 @@ def _conv(x, filters, pads_h, pads_w):
 
     XLA on CPU computes the kernel gradient of a convolution padded on both
     sides of both axes on a slow path, and not that of a padded input (see
-    the README's notes on XLA).
+    docs/design.md on XLA).
     """
     if any(pads_h) or any(pads_w):
         x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (*pads_h, 0), (*pads_w, 0), (0, 0, 0)])
@@ -77,7 +79,7 @@ def _correlate(x, filters):
     (batch*Ho*Wo, out)``, which XLA runs as fast matrix products; the
     transpose of ``lax.conv_general_dilated`` instead is a correlation whose
     window is the whole output, which XLA on CPU runs slowly when the phase
-    convolution has few outputs or a wide input (see the README's notes on
+    convolution has few outputs or a wide input (see docs/design.md on
     XLA). The derivative in ``x`` stays JAX's (a stride-1 correlation of the
     cotangent). Forward-mode and higher derivatives work as usual.
     """
@@ -205,7 +207,7 @@ def native(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
     which the output then drops: XLA on CPU (jaxlib 0.10) aborts the process
     compiling some of those convolutions (an even kernel with "same" and
     ``output_padding=0`` next to a wider kernel on the other axis), Keras's
-    own layer included (see the README). Elsewhere it is Keras's convolution
+    own layer included (see docs/design.md). Elsewhere it is Keras's convolution
     exactly.
     """
     pads = [zero_insertion_padding(plan) for plan in (plan_h, plan_w)]
@@ -231,7 +233,15 @@ def zero_insertion(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan):
 def dilate_kernel(kernel, dh: int, dw: int):
     """The undilated equivalent of a dilated kernel: zeros between its taps,
     so that no convolution needs a window dilation."""
-    return lax.pad(kernel, jnp.zeros((), kernel.dtype), [(0, 0, dh - 1), (0, 0, dw - 1), (0, 0, 0), (0, 0, 0)])
+    return lax.pad(
+        kernel, jnp.zeros((), kernel.dtype), [(0, 0, dh - 1), (0, 0, dw - 1), (0, 0, 0), (0, 0, 0)]
+    )
 
 
-LOWERINGS = {"native": native, "split": split, "rows": rows, "unified": unified, "zero_insertion": zero_insertion}
+LOWERINGS = {
+    "native": native,
+    "split": split,
+    "rows": rows,
+    "unified": unified,
+    "zero_insertion": zero_insertion,
+}

@@ -11,9 +11,18 @@ from keras_tconv.ops.choosing.tuning import Where
 from keras_tconv.ops.platform import cpu_model
 
 
+def default_device() -> jax.Device:
+    """The device JAX computes on by default: ``jax_default_device`` (a device
+    or a platform name) where set, else the first device."""
+    device = jax.config.jax_default_device
+    if isinstance(device, str):
+        return jax.devices(device)[0]
+    return device or jax.devices()[0]
+
+
 def device_name() -> str:
     """JAX's default device as a cache-key part: the CPU model, or the accelerator's kind."""
-    device = jax.devices()[0]
+    device = default_device()
     if device.platform == "cpu":
         return f"CPU {cpu_model()}"
     return f"{device.platform.upper()} {device.device_kind}"
@@ -54,4 +63,3 @@ def random_array(shape, dtype, seed: int = 0):
     """A standard-normal array on JAX's default device (NumPy's generator:
     no key to thread, nothing staged into a trace)."""
     return jax.device_put(np.random.default_rng(seed).standard_normal(shape).astype(dtype))
-

@@ -13,6 +13,7 @@ from keras_tconv.ops.phases import AxisPlan, check_output_padding, pair, plan_ax
 from keras_tconv.ops.platform import cpu_kernel_library
 from keras_tconv.ops.tensorflow import gradients, lowerings
 from keras_tconv.ops.tensorflow import tuning as tf_tuning
+from keras_tconv.tf_devices import wait_for_gpu
 
 # The fused activations (keras_tconv.ops.registry.FUSED_ACTIVATIONS) run on the
 # phase blocks, with their gradient computed from the activation's output, as
@@ -55,7 +56,9 @@ def _segregated_gradient(lowering: str, dy, x, kernel, plan_h: AxisPlan, plan_w:
     graph pruning (or XLA) drops it.
     """
     y = lowerings.interleave(
-        lowerings.SEGREGATED[lowering](x, kernel, None, plan_h, plan_w, correlate=lowerings.correlation_by_taps),
+        lowerings.SEGREGATED[lowering](
+            x, kernel, None, plan_h, plan_w, correlate=lowerings.correlation_by_taps
+        ),
         plan_h,
         plan_w,
     )
@@ -69,8 +72,14 @@ def _adjoint_gradient(dy, x, kernel, plan_h: AxisPlan, plan_w: AxisPlan, form: s
     return dx, gradients.kernel_gradient(dy, x, tf.shape(kernel), plan_h, plan_w, form=form)
 
 
-def _with_adjoint_gradient(forward, plan_h: AxisPlan, plan_w: AxisPlan, activation: str | None,
-                           kernel_gradient_form=None, gradient_lowering=None):
+def _with_adjoint_gradient(
+    forward,
+    plan_h: AxisPlan,
+    plan_w: AxisPlan,
+    activation: str | None,
+    kernel_gradient_form=None,
+    gradient_lowering=None,
+):
     """``forward`` as one op with its own gradient, by default the adjoint strided correlation.
 
     Differentiating ``s*s`` phase convolutions, gathers and an interleave
@@ -154,18 +163,19 @@ def _traced_runner(function, args_by_batch: dict, xla: bool = False):
     """A runner for :func:`tuning.choose`: ``function`` traced (without
     autograph: it is plain graph code, and converting it costs seconds), and
     compiled by XLA if ``xla``, for each batch's arguments here, so that
-    timing its first run leaves tracing out; ``run(n)`` calls it on batch
+    timing its first run leaves tracing and compiling out; ``run(n)`` calls it on batch
     ``n``'s arguments and, on a GPU, waits for the result, so that measured
     times are complete."""
     function = tf.function(function, autograph=False, jit_compile=xla or None)
     for args in args_by_batch.values():
         function.get_concrete_function(*args)
+        if xla:  # XLA compiles at the first call: that, too, stays out of the timed runs
+            tf.nest.map_structure(lambda t: t.numpy(), function(*args))
     if not tf.config.list_physical_devices("GPU"):
         return lambda n: function(*args_by_batch[n])
 
     def run(n):
-        function(*args_by_batch[n])
-        tf.test.experimental.sync_devices()
+        wait_for_gpu(function(*args_by_batch[n]))
 
     return run
 
@@ -191,7 +201,9 @@ def _auto(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan, xla: 
     static = choose_implementation(kernel.shape, plan_h, plan_w, batch, height, width, device=where.device)
     if not _measurable(x):
         return tuning.Choice("", static, "static rule")
-    key, batches = tuning.measurement(tuple(x.shape), x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w)
+    key, batches = tuning.measurement(
+        tuple(x.shape), x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w
+    )
     candidates = registry.candidates((plan_h.stride, plan_w.stride))
 
     def make_runner(implementation):
@@ -201,13 +213,20 @@ def _auto(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan, xla: 
         return _traced_runner(_forward(implementation, plan_h, plan_w, activation), args, xla)
 
     budget_s = tuning.COMPILED_BUDGET_S if xla else tuning.BUDGET_S
-    return tuning.choose(tf_tuning.key_for_compiler(key, xla), candidates, make_runner, batches, static, where, budget_s)
+    return tuning.choose(
+        tf_tuning.key_for_compiler(key, xla), candidates, make_runner, batches, static, where, budget_s
+    )
 
 
 def _gradient_arguments(x, kernel, plan_h: AxisPlan, plan_w: AxisPlan, batches) -> dict:
     """Random ``(dy, x)`` of the traced shapes at each measured batch."""
     _, height, width, _ = x.shape
-    out_shape = (None, plan_h.geometry.output_length(height), plan_w.geometry.output_length(width), kernel.shape[2])
+    out_shape = (
+        None,
+        plan_h.geometry.output_length(height),
+        plan_w.geometry.output_length(width),
+        kernel.shape[2],
+    )
     return {n: (_random_like(out_shape, x.dtype, n), _random_like(x.shape, x.dtype, n)) for n in batches}
 
 
@@ -230,7 +249,9 @@ def _auto_kernel_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w:
         or gradients.kernel_gradient_forms((plan_h, plan_w), lengths) != gradients.KERNEL_GRADIENT_FORMS
     ):
         return "native"
-    key, batches = tuning.measurement(tuple(x.shape), x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w)
+    key, batches = tuning.measurement(
+        tuple(x.shape), x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w
+    )
 
     def make_runner(form):
         gradient = functools.partial(
@@ -259,13 +280,18 @@ def _auto_xla_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: Ax
     (:func:`_segregated_gradient`; the ``forward`` pick if that is
     segregated, else the JAX backend's rule), each compiled by XLA and
     measured on the device at hand; ``"native"`` where nothing can be
-    measured. One segregated candidate, not three: XLA takes about a second
-    to compile each. Cached under the geometry's key plus ``XLA gradient``."""
+    measured. One segregated candidate, not three: compiling each segregated
+    derivative with XLA costs more than its forward, and the first call pays
+    it. Cached under the geometry's key plus ``XLA gradient``."""
     if not _measurable(x):
         return "native"
-    key, batches = tuning.measurement(tuple(x.shape), x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w)
-    segregated = forward if forward in lowerings.SEGREGATED else choose_implementation(
-        kernel.shape, plan_h, plan_w, backend="jax"
+    key, batches = tuning.measurement(
+        tuple(x.shape), x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w
+    )
+    segregated = (
+        forward
+        if forward in lowerings.SEGREGATED
+        else choose_implementation(kernel.shape, plan_h, plan_w, backend="jax")
     )
 
     def make_runner(lowering):
@@ -379,13 +405,17 @@ def conv2d_transpose(
         # The baseline keeps the gradients TensorFlow registers for its ops.
         compute = lambda: forward(x, kernel, bias)  # noqa: E731
     else:
-        op = _with_adjoint_gradient(forward, plan_h, plan_w, activation, kernel_gradient_form, gradient_lowering)
+        op = _with_adjoint_gradient(
+            forward, plan_h, plan_w, activation, kernel_gradient_form, gradient_lowering
+        )
         compute = lambda: op(x, kernel) if bias is None else op(x, kernel, bias)  # noqa: E731
     empty = _output_may_be_empty((plan_h, plan_w), x.shape[1:3])
     if empty:
         y = _empty_output(x, kernel, bias, plan_h, plan_w)
     elif empty is None:
-        one = [tf.shape(x)[a + 1] == 1 for a, p in enumerate((plan_h, plan_w)) if p.geometry.extra == -p.stride]
+        one = [
+            tf.shape(x)[a + 1] == 1 for a, p in enumerate((plan_h, plan_w)) if p.geometry.extra == -p.stride
+        ]
         y = tf.cond(tf.reduce_any(one), lambda: _empty_output(x, kernel, bias, plan_h, plan_w), compute)
     else:
         y = compute()

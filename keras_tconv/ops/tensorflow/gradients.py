@@ -11,7 +11,7 @@ and leaves ``"EXPLICIT"`` to a slower Eigen fallback.
 
 A few geometries are rewritten first, each an exact identity, so that no
 kernel sees a shape on which one of TensorFlow's CPU kernel libraries
-computes wrong (TensorFlow 2.21, oneDNN; listed in the README):
+computes wrong (TensorFlow 2.21, oneDNN; listed in docs/design.md):
 
 * A kernel of length 1 along a strided axis reads every ``s``-th cotangent
   position: that axis becomes ``dy[::s]`` with stride 1. oneDNN's
@@ -30,7 +30,7 @@ Under oneDNN the kernel gradient has two forms that compute the same values
 on different kernels (:data:`KERNEL_GRADIENT_FORMS`): ``"native"``, the
 "SAME"/"VALID" call above (oneDNN's kernel), and ``"explicit"``, the same
 correlation with ``"EXPLICIT"`` padding (Eigen's kernel). Which is faster
-depends on the CPU and the shapes, by up to several times either way, so
+depends on the CPU and the shapes, either way, so
 ``implementation="auto"`` measures them (see
 :func:`keras_tconv.ops.tensorflow.conv2d_transpose.conv2d_transpose`).
 """
@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_tconv.ops.tensorflow.lowerings import slice_stop
 from keras_tconv.ops.phases import AxisPlan, StridedAxis
+from keras_tconv.ops.tensorflow.lowerings import slice_stop
 
 
 def _unit_kernel_axis(axis: StridedAxis) -> StridedAxis:
@@ -122,7 +122,9 @@ def input_gradient(dy, kernel, x, plan_h: AxisPlan, plan_w: AxisPlan):
 
     lengths = tuple(x.shape[1:3])
     axes = _adjoint_axes(plans, lengths)
-    return conv(lengths, [a for a, n in enumerate(lengths) if n is None and plans[a].stride > 1 and axes[a][1] == 1])
+    return conv(
+        lengths, [a for a, n in enumerate(lengths) if n is None and plans[a].stride > 1 and axes[a][1] == 1]
+    )
 
 
 KERNEL_GRADIENT_FORMS = ("native", "explicit")

@@ -47,8 +47,8 @@ def _padded_conv(x, filters, bias, pads_h, pads_w):
 
     Positive paddings go to ``tf.nn.conv2d``'s explicit padding, which avoids
     materialising a padded copy; negative ones crop the input first. An
-    unpadded 1x1 window is a plain matrix product, which runs about twice as
-    fast on CPU as ``tf.nn.conv2d`` with few output channels. The BiasAdd
+    unpadded 1x1 window is a plain matrix product, which CPU kernels run
+    faster than ``tf.nn.conv2d`` with few output channels. The BiasAdd
     directly follows the Conv2D or MatMul so that TensorFlow fuses the two.
 
     Under oneDNN, a half-precision (float16, bfloat16) Conv2D whose padding
@@ -169,7 +169,11 @@ def interleave(groups: list, plan_h: AxisPlan, plan_w: AxisPlan):
     batch, mh, mw = shape[0], shape[1], shape[2]
     filters = groups[0].shape[-1] * len(groups) // (sh * sw)
     if len(groups) == sh:
-        y = groups[0] if sh == 1 else tf.stack([tf.reshape(g, tf.stack([batch, mh, -1])) for g in groups], axis=2)
+        y = (
+            groups[0]
+            if sh == 1
+            else tf.stack([tf.reshape(g, tf.stack([batch, mh, -1])) for g in groups], axis=2)
+        )
         y = tf.reshape(y, tf.stack([batch, mh * sh, mw * sw, filters]))
     elif sh == sw:
         y = tf.nn.depth_to_space(groups[0], sh)

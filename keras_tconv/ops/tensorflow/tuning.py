@@ -10,7 +10,8 @@ from tensorflow.python.framework import config as tf_config
 from tensorflow.python.ops import control_flow_util
 
 from keras_tconv.ops.choosing.tuning import Where
-from keras_tconv.ops.platform import cpu_kernel_library, cpu_model
+from keras_tconv.ops.platform import cpu_kernel_library, cpu_model, gpu_name
+from keras_tconv.tf_devices import device_string
 
 
 def in_xla_context() -> bool:
@@ -32,16 +33,15 @@ def device_name(device_hint: str = "") -> str:
     the CPU model and kernel library. ``device_hint`` is the input tensor's
     device where known (empty while tracing without a device scope, which
     means TensorFlow's default: the first GPU if there is one)."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus and "CPU" not in device_hint.upper():
-        return f"GPU {tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)}"
+    if tf.config.list_physical_devices("GPU") and "CPU" not in device_hint.upper():
+        return f"GPU {gpu_name()}"
     return f"CPU {cpu_model()} {cpu_kernel_library()}"
 
 
 @contextlib.contextmanager
 def _eagerly_on(device: str):
     """Out of the graph being traced, on ``device``."""
-    with tf.init_scope(), tf.device("/GPU:0" if device.startswith("GPU") else "/CPU:0"):
+    with tf.init_scope(), tf.device(device_string("gpu" if device.startswith("GPU") else "cpu")):
         yield
 
 
