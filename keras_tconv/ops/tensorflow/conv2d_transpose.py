@@ -190,6 +190,13 @@ def _random_like(shape, dtype, batch: int):
     return tf.random.normal((batch, *shape[1:]), dtype=dtype)
 
 
+def _measurement(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> tuple[str, tuple]:
+    """The layer's cache key and measured batches (:func:`tuning.measurement`)."""
+    return tuning.measurement(
+        tuple(x.shape), x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w
+    )
+
+
 def _auto(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan, xla: bool) -> tuning.Choice:
     """``implementation="auto"``: measured on the device at hand
     (:mod:`keras_tconv.ops.choosing.tuning`), each candidate compiled by XLA
@@ -201,9 +208,7 @@ def _auto(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan, xla: 
     static = choose_implementation(kernel.shape, plan_h, plan_w, batch, height, width, device=where.device)
     if not _measurable(x):
         return tuning.Choice("", static, "static rule")
-    key, batches = tuning.measurement(
-        tuple(x.shape), x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w
-    )
+    key, batches = _measurement(x, kernel, bias, activation, plan_h, plan_w)
     candidates = registry.candidates((plan_h.stride, plan_w.stride))
 
     def make_runner(implementation):
@@ -249,9 +254,7 @@ def _auto_kernel_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w:
         or gradients.kernel_gradient_forms((plan_h, plan_w), lengths) != gradients.KERNEL_GRADIENT_FORMS
     ):
         return "native"
-    key, batches = tuning.measurement(
-        tuple(x.shape), x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w
-    )
+    key, batches = _measurement(x, kernel, bias, activation, plan_h, plan_w)
 
     def make_runner(form):
         gradient = functools.partial(
@@ -285,9 +288,7 @@ def _auto_xla_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: Ax
     it. Cached under the geometry's key plus ``XLA gradient``."""
     if not _measurable(x):
         return "native"
-    key, batches = tuning.measurement(
-        tuple(x.shape), x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w
-    )
+    key, batches = _measurement(x, kernel, bias, activation, plan_h, plan_w)
     segregated = (
         forward
         if forward in lowerings.SEGREGATED

@@ -42,6 +42,15 @@ def slice_stop(amount: int):
     return -amount if amount > 0 else None
 
 
+def _cropped(x, pads_h, pads_w):
+    """``x`` cropped where a per-axis ``(before, after)`` padding is negative,
+    and the remaining (non-negative) paddings in ``tf.pad``'s layout."""
+    (bh, ah), (bw, aw) = pads_h, pads_w
+    if min(bh, ah, bw, aw) < 0:
+        x = x[:, max(-bh, 0) : slice_stop(-ah), max(-bw, 0) : slice_stop(-aw), :]
+    return x, [[0, 0], [max(bh, 0), max(ah, 0)], [max(bw, 0), max(aw, 0)], [0, 0]]
+
+
 def _padded_conv(x, filters, bias, pads_h, pads_w):
     """Stride-1 VALID correlation of ``x`` padded (or cropped) per axis, plus bias.
 
@@ -57,10 +66,7 @@ def _padded_conv(x, filters, bias, pads_h, pads_w):
     with AVX-512 and AMX (TF 2.21); there such padding goes into the input
     (:func:`_pad_whole_windows`).
     """
-    (bh, ah), (bw, aw) = pads_h, pads_w
-    if min(bh, ah, bw, aw) < 0:
-        x = x[:, max(-bh, 0) : slice_stop(-ah), max(-bw, 0) : slice_stop(-aw), :]
-    pads = [[0, 0], [max(bh, 0), max(ah, 0)], [max(bw, 0), max(aw, 0)], [0, 0]]
+    x, pads = _cropped(x, pads_h, pads_w)
     if x.dtype in (tf.float16, tf.bfloat16) and cpu_kernel_library() == "oneDNN":
         x, pads = _pad_whole_windows(x, pads, filters.shape[:2])
     padded = any(pads[1] + pads[2])
@@ -107,10 +113,7 @@ def correlation_by_taps(x, filters, bias, pads_h, pads_w):
     """:func:`_padded_conv`'s correlation for a gradient compiled by XLA:
     the padding by ``tf.pad`` (XLA on CPU runs the gradients of a padded
     convolution on slow paths) and :func:`_correlate_by_taps`."""
-    (bh, ah), (bw, aw) = pads_h, pads_w
-    if min(bh, ah, bw, aw) < 0:
-        x = x[:, max(-bh, 0) : slice_stop(-ah), max(-bw, 0) : slice_stop(-aw), :]
-    pads = [[0, 0], [max(bh, 0), max(ah, 0)], [max(bw, 0), max(aw, 0)], [0, 0]]
+    x, pads = _cropped(x, pads_h, pads_w)
     if any(pads[1] + pads[2]):
         x = tf.pad(x, pads)
     z = _correlate_by_taps(x, filters)
