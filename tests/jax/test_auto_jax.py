@@ -16,7 +16,7 @@ import pytest
 import keras_tconv
 from keras_tconv import SegregatedConv2DTranspose
 from keras_tconv.ops.choosing import tuning
-from keras_tconv.ops.choosing.rules import jax_rule
+from keras_tconv.ops.choosing.rules import jax_rule, xla_gradient_rule
 from keras_tconv.ops.phases import plan_axes
 from tests.fake_tuning import fake_measurement
 
@@ -73,8 +73,8 @@ def test_gradient_is_measured_only_when_differentiated_against_the_static_pick(m
     _step(layer)(variables, jnp.ones((2, 4, 4, 8)))
     forward, gradient = keras_tconv.tuning_choices()
     assert gradient.key == f"{forward.key} gradient"
-    # The static rule's segregated pick is the margin's baseline, Keras's own gradient (native) next.
-    static = jax_rule(*plan_axes(layer.kernel.shape, 2, "same", None))
+    # The gradient rule's segregated pick is the margin's baseline, Keras's own gradient (native) next.
+    static = xla_gradient_rule(*plan_axes(layer.kernel.shape, 2, "same", None))
     assert measuring[1][0][:2] == [static, "native"] and len(measuring[1][0]) == 4
     assert gradient.implementation == "rows"
 

@@ -33,6 +33,24 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize(
+    "kernel,stride,expected",
+    [
+        (2, 2, "unified"),  # no wasted tap
+        (4, 2, "unified"),
+        (3, 2, "unified"),  # 16 stacked taps for 9
+        (5, 2, "unified"),  # 36 for 25
+        (4, 3, "split"),  # 36 for 16
+        (5, 4, "split"),  # 64 for 25
+    ],
+)
+def test_xla_gradient_rule(kernel, stride, expected):
+    """The segregated gradient under XLA where nothing is measured: ``unified``
+    up to twice the useful work, ``split`` beyond."""
+    plans = plan_axes((kernel, kernel, 8, 8), stride, "same", None)
+    assert auto.xla_gradient_rule(*plans) == expected
+
+
 def _choose(kernel, stride, padding, filters, channels):
     shape = (*kernel, filters, channels)
     return choose_implementation(shape, *plan_axes(shape, stride, padding, None))

@@ -110,9 +110,9 @@ def test_xla_gradient_is_measured_against_one_segregated_lowering(
 ):
     """The gradient's lowering is measured after the forward's: ``native``
     (TensorFlow's strided kernels) against the forward's segregated pick, or
-    where that is ``native`` the JAX rule's; the derivative of a segregated
+    where that is ``native`` the XLA gradient rule's; the derivative of a segregated
     lowering runs stride-1 correlations only."""
-    segregated = forward if forward != "native" else "unified"  # the JAX rule for k=4, s=2
+    segregated = forward if forward != "native" else "unified"  # the XLA gradient rule for k=4, s=2
     gradient = segregated if gradient_wins else "native"
     measuring = fake_measurement(monkeypatch, tmp_path, [_times(forward), _times(gradient)])
     layer = _layer()

@@ -51,6 +51,8 @@ TARGETS = ("tensorflow", "litert", "litert_int8")
 LITERT_SPLIT_CHANNELS = 16
 LITERT_INT8_MIN_PIXELS = 64
 LITERT_INT8_FEW_FILTERS = 3
+# The stacked kernel's waste up to which XLA's gradient takes ``unified`` (:func:`xla_gradient_rule`).
+XLA_GRADIENT_MAX_WASTE = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,11 +173,26 @@ def lowering_target_name() -> str:
 
 
 def jax_rule(plan_h: AxisPlan, plan_w: AxisPlan) -> str:
-    """The JAX backend's static rule, for the forward and the gradient alike:
-    a segregated lowering always (XLA runs Keras's ``lhs_dilation``
-    convolution and its gradients on slow paths), ``unified`` where its
-    stacked kernel wastes no tap, else ``split``."""
+    """The JAX backend's static rule for the forward: a segregated lowering
+    always (XLA runs Keras's ``lhs_dilation`` convolution on slow paths),
+    ``unified`` where its stacked kernel wastes no tap, else ``split``."""
     return "unified" if stacked_waste(plan_h, plan_w) <= 1.0 else "split"
+
+
+def xla_gradient_rule(plan_h: AxisPlan, plan_w: AxisPlan) -> str:
+    """The segregated lowering whose derivative forms a gradient compiled by
+    XLA (JAX, and TensorFlow under ``jit_compile``) where nothing else is
+    known, and the baseline its measurement starts from: ``unified`` where
+    its stacked kernel does at most :data:`XLA_GRADIENT_MAX_WASTE` times the
+    useful work, else ``split``.
+
+    The kernel gradient dominates there; ``unified``'s is one matrix product
+    per tap of the stacked window, large products XLA runs fast, where
+    ``split``'s many small ones (one per tap of every phase) cost more than
+    the wasted taps, and it compiles in about half the time. Beyond the
+    bound (strides above 2 with kernels they do not divide) the waste wins.
+    """
+    return "unified" if stacked_waste(plan_h, plan_w) <= XLA_GRADIENT_MAX_WASTE else "split"
 
 
 def choose_implementation(

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from keras_tconv.ops import arguments, registry
 from keras_tconv.ops.choosing import tuning
-from keras_tconv.ops.choosing.rules import choose_implementation
+from keras_tconv.ops.choosing.rules import choose_implementation, xla_gradient_rule
 from keras_tconv.ops.jax import tuning as jax_tuning
 from keras_tconv.ops.jax.lowerings import LOWERINGS, dilate_kernel
 from keras_tconv.ops.phases import AxisPlan, check_output_padding, pair, plan_axes
@@ -96,13 +96,15 @@ def _auto_forward(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPla
 
 def _auto_backward(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> str:
     """The lowering whose derivatives form the gradient under ``auto``,
-    measured as the gradient of input, kernel and bias together: the static
-    rule's segregated pick is the baseline (its derivatives are stride-1
-    convolutions, no ``lhs_dilation`` anywhere), and ``native`` (Keras's
-    gradient) and the other segregated lowerings replace it only where they
-    are faster beyond the noise, so that small layers, where XLA's
-    ``lhs_dilation`` gradient is fast, keep it."""
-    static, measurement = _static_and_measurement(x, kernel, bias, activation, plan_h, plan_w)
+    measured as the gradient of input, kernel and bias together: the
+    gradient rule's pick (:func:`~keras_tconv.ops.choosing.rules.xla_gradient_rule`)
+    is the baseline (its derivatives are stride-1 convolutions, no
+    ``lhs_dilation`` anywhere), and ``native`` (Keras's gradient) and the
+    other segregated lowerings replace it only where they are faster beyond
+    the noise, so that small layers, where XLA's ``lhs_dilation`` gradient is
+    fast, keep it."""
+    _, measurement = _static_and_measurement(x, kernel, bias, activation, plan_h, plan_w)
+    static = xla_gradient_rule(plan_h, plan_w)
     if measurement is None:
         return static
     key, batches = measurement

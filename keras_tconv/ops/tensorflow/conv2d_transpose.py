@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from keras_tconv.ops import arguments, registry
 from keras_tconv.ops.choosing import tuning
-from keras_tconv.ops.choosing.rules import choose_implementation, lowering_target_name
+from keras_tconv.ops.choosing.rules import choose_implementation, lowering_target_name, xla_gradient_rule
 from keras_tconv.ops.phases import AxisPlan, check_output_padding, pair, plan_axes
 from keras_tconv.ops.platform import cpu_kernel_library
 from keras_tconv.ops.tensorflow import gradients, lowerings
@@ -281,7 +281,7 @@ def _auto_xla_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: Ax
     ``Conv2DBackpropFilter``, as XLA compiles them, which is also Keras's
     layer's gradient) or the derivative of one segregated lowering
     (:func:`_segregated_gradient`; the ``forward`` pick if that is
-    segregated, else the JAX backend's rule), each compiled by XLA and
+    segregated, else :func:`~keras_tconv.ops.choosing.rules.xla_gradient_rule`), each compiled by XLA and
     measured on the device at hand; ``"native"`` where nothing can be
     measured. One segregated candidate, not three: compiling each segregated
     derivative with XLA costs more than its forward, and the first call pays
@@ -289,11 +289,7 @@ def _auto_xla_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: Ax
     if not _measurable(x):
         return "native"
     key, batches = _measurement(x, kernel, bias, activation, plan_h, plan_w)
-    segregated = (
-        forward
-        if forward in lowerings.SEGREGATED
-        else choose_implementation(kernel.shape, plan_h, plan_w, backend="jax")
-    )
+    segregated = forward if forward in lowerings.SEGREGATED else xla_gradient_rule(plan_h, plan_w)
 
     def make_runner(lowering):
         if lowering in lowerings.SEGREGATED:
