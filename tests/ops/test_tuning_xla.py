@@ -181,6 +181,21 @@ def test_gpu_static_rule_is_native_and_cpu_rules_do_not_decide_for_it():
         ].choose(kernel_shape, *plans, 16 * 8 * 8)
 
 
+def test_a_hidden_gpu_does_not_name_the_device(monkeypatch):
+    """A GPU hidden by ``tf.config.set_visible_devices`` computes nothing: the
+    layer runs, is keyed and follows the rules as on the CPU."""
+    fake_gpu = tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [fake_gpu])
+    monkeypatch.setattr(tf.config, "get_visible_devices", lambda kind=None: [])
+    assert tf_tuning.device_name().startswith("CPU ")
+    monkeypatch.setattr(tf.config, "get_visible_devices", lambda kind=None: [fake_gpu])
+    monkeypatch.setattr(
+        tf.config.experimental, "get_device_details", lambda gpu: {"device_name": "Fake Card"}
+    )
+    assert tf_tuning.device_name() == "GPU Fake Card"
+    assert tf_tuning.device_name("/job:localhost/replica:0/task:0/device:CPU:0").startswith("CPU ")
+
+
 def test_on_a_gpu_auto_runs_native_unless_a_gpu_measurement_says_otherwise(monkeypatch, tmp_path):
     monkeypatch.setattr(tf_tuning, "device_name", lambda hint="": "GPU Fake Card")
     monkeypatch.setattr(

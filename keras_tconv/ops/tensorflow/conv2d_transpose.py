@@ -171,7 +171,7 @@ def _traced_runner(function, args_by_batch: dict, xla: bool = False):
         function.get_concrete_function(*args)
         if xla:  # XLA compiles at the first call: that, too, stays out of the timed runs
             tf.nest.map_structure(lambda t: t.numpy(), function(*args))
-    if not tf.config.list_physical_devices("GPU"):
+    if not tf_tuning.visible_gpus():
         return lambda n: function(*args_by_batch[n])
 
     def run(n):

@@ -28,13 +28,21 @@ def placement(x) -> str:
     return x.device or context.context().device_name or ""
 
 
+def visible_gpus() -> list:
+    """The GPUs TensorFlow computes on: the physical ones less those hidden by
+    ``tf.config.set_visible_devices`` (as the training application's
+    ``device=cpu`` does)."""
+    return tf.config.get_visible_devices("GPU")
+
+
 def device_name(device_hint: str = "") -> str:
     """The device a layer runs on, as a cache-key part: its GPU's name, or
     the CPU model and kernel library. ``device_hint`` is the input tensor's
     device where known (empty while tracing without a device scope, which
-    means TensorFlow's default: the first GPU if there is one)."""
-    if tf.config.list_physical_devices("GPU") and "CPU" not in device_hint.upper():
-        return f"GPU {gpu_name()}"
+    means TensorFlow's default: the first visible GPU if there is one)."""
+    gpus = visible_gpus()
+    if gpus and "CPU" not in device_hint.upper():
+        return f"GPU {gpu_name(gpus[0])}"
     return f"CPU {cpu_model()} {cpu_kernel_library()}"
 
 
