@@ -208,8 +208,28 @@ NOTES = {
     ],
     "models_jax_auto": [
         """\
-        `auto` against Keras's layer on JAX, after the latest changes to `auto` on JAX: it supersedes the
-        `auto` column of models_jax. `results.md` names the forward and the gradient pick per layer.""",
+        `auto` against Keras's layer on JAX, after the latest changes to `auto` on JAX (the gradient's
+        measurement starting from `unified`'s derivative, `rules.xla_gradient_rule`): it supersedes the `auto`
+        column of models_jax, which ran on another machine. `results.md` names the forward and the gradient
+        pick per layer: the gradient is segregated on every layer but the one to a single channel, where
+        XLA runs Keras's gradient fast.""",
+    ],
+    "holdout_jax": [
+        """\
+        `auto` on JAX over the holdout suite, which nothing was fitted on. The layers below 1x keep
+        Keras's computation (`native`) and are noise: holdout02, the slowest, measured 1.03x when rerun
+        alone. The largest holdout layer (holdout15, 64 examples of 132x132x110 outputs) is measured at a
+        smaller batch (`tuning.MAX_MEASURED_OUTPUT`), where Keras's gradient won; at batch 64 the
+        segregated one would have been faster.""",
+    ],
+    "models_onednn_xla_amx": [
+        """\
+        As models_onednn_xla, on an Intel Xeon with AMX. `auto` keeps TensorFlow's adjoint gradient on
+        every layer here: under XLA its strided convolution and window-dilated kernel-gradient convolution
+        are faster than any segregated derivative on these layers, so the training step gains the
+        forward's share only (the best lowering per layer is close to `auto` in both modes). XLA's very
+        slow transposed convolutions (a 16x4x4x512→256 k=5 layer: about 1 s forward under XLA, 15 ms as
+        `split`) are not in this suite.""",
     ],
     "models_gpu": [
         """\
@@ -357,13 +377,25 @@ def date(run: Run) -> str:
     return match.group(1) if match else "–"
 
 
+def _parenthesized(text: str, start: int) -> str | None:
+    """What the parenthesis at ``start`` encloses, nested ones included (CPU
+    models such as ``Intel(R) Xeon(R)`` hold some); None if it never closes."""
+    depth = 0
+    for index in range(start, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[index], 0)
+        if depth == 0:
+            return text[start + 1 : index]
+    return None
+
+
 def machine(run: Run, full: bool = False) -> str:
     """The device line's machine: ``CPU: model (ISA flags)`` or ``GPU: name``, and the threads if ``full``."""
     device = run.header.get("device", "")
-    match = re.match(r"(CPU|GPU) \(([^)]*)\)", device)
-    if not match:
+    match = re.match(r"(CPU|GPU) \(", device)
+    inner = _parenthesized(device, match.end() - 1) if match else None
+    if inner is None:
         return device.split(";")[0] or "–"
-    kind, inner = match.groups()
+    kind = match.group(1)
     parts = inner.split("; ")
     threads = [p for p in parts[1:] if p.startswith("intra-op threads")]
     flags = [p for p in parts[1:] if not p.startswith("intra-op threads")]

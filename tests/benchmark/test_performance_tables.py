@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import re
+import types
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,13 @@ def _stored_summary(results_md: Path) -> dict[tuple[str, str], tuple[str, str, s
         if inside and len(cells) == 6 and cells[0] not in ("mode", "---"):
             summary[(cells[0], cells[1])] = (cells[2], cells[3], cells[4])
     return summary
+
+
+def test_the_machine_keeps_the_parentheses_of_a_cpu_model():
+    device = "CPU (Intel(R) Xeon(R) Processor; avx512f, amx_tile; intra-op threads: 2), XLA CPU"
+    run = types.SimpleNamespace(header={"device": device})
+    assert _tool().machine(run) == "CPU: Intel(R) Xeon(R) Processor (avx512f, amx_tile)"
+    assert _tool().machine(run, full=True).endswith("; intra-op threads: 2")
 
 
 RUNS = sorted(path.parent.name for path in BENCHMARKS.glob("*/results.csv"))
