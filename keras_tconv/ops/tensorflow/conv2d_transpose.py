@@ -275,21 +275,22 @@ def _auto_kernel_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w:
     return choice.implementation
 
 
-def _auto_xla_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan, forward: str) -> str:
+def _auto_xla_gradient(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> str:
     """The gradient's lowering for ``implementation="auto"`` under XLA:
     ``"native"`` (the adjoint: TensorFlow's strided ``conv2d`` and
     ``Conv2DBackpropFilter``, as XLA compiles them, which is also Keras's
     layer's gradient) or the derivative of one segregated lowering
-    (:func:`_segregated_gradient`; the ``forward`` pick if that is
-    segregated, else :func:`~keras_tconv.ops.choosing.rules.xla_gradient_rule`), each compiled by XLA and
-    measured on the device at hand; ``"native"`` where nothing can be
-    measured. One segregated candidate, not three: compiling each segregated
+    (:func:`_segregated_gradient`, the pick of
+    :func:`~keras_tconv.ops.choosing.rules.xla_gradient_rule`, whatever the
+    forward runs), each compiled by XLA and measured on the device at hand;
+    ``"native"`` where nothing can be measured. One segregated candidate,
+    not three, and the one that compiles fastest: compiling a segregated
     derivative with XLA costs more than its forward, and the first call pays
     it. Cached under the geometry's key plus ``XLA gradient``."""
     if not _measurable(x):
         return "native"
     key, batches = _measurement(x, kernel, bias, activation, plan_h, plan_w)
-    segregated = forward if forward in lowerings.SEGREGATED else xla_gradient_rule(plan_h, plan_w)
+    segregated = xla_gradient_rule(plan_h, plan_w)
 
     def make_runner(lowering):
         if lowering in lowerings.SEGREGATED:
@@ -392,7 +393,7 @@ def conv2d_transpose(
         implementation = _auto(x, kernel, bias, activation, plan_h, plan_w, xla).implementation
         layer = (x, kernel, bias, activation, plan_h, plan_w)
         if xla:
-            gradient_lowering = functools.partial(_auto_xla_gradient, *layer, implementation)
+            gradient_lowering = functools.partial(_auto_xla_gradient, *layer)
         else:
             kernel_gradient_form = functools.partial(_auto_kernel_gradient, *layer)
     if on_choice is not None:
