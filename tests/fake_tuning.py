@@ -19,7 +19,7 @@ def fake_measurement(monkeypatch, cache_dir, times_ms: dict) -> list:
     tuning.clear_memory()
     calls = []
 
-    def fake_measure(factories, batches, budget_s=tuning.BUDGET_S, baseline=None):
+    def fake_measure(factories, batches, budget_s=tuning.BUDGET_S):
         calls.append((list(factories), batches))
         for factory in factories.values():
             factory()(batches[0])

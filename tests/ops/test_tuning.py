@@ -238,34 +238,6 @@ def test_slow_layers_measure_the_most_promising_candidates_first(monkeypatch):
     assert list(medians) == list(slow) and len(runs) > 2 * 4 * 2  # warm-up, then rounds until the budget
 
 
-@pytest.mark.parametrize(
-    "seconds,settles",
-    [
-        ({"native": 0.02, "split": 0.01, "rows": 0.0105}, True),  # split and rows far ahead: near-tied
-        ({"native": 0.01, "split": 0.02, "rows": 0.03}, True),  # native far ahead
-        ({"native": 0.01, "split": 0.0098, "rows": 0.03}, False),  # split within the margin of native
-    ],
-)
-def test_rounds_stop_once_the_decision_is_settled(monkeypatch, seconds, settles):
-    """After MIN_ROUNDS rounds the measurement stops where more rounds cannot
-    change whether TensorFlow's kernel is replaced; a close call uses the budget."""
-    clock = [0.0]
-    monkeypatch.setattr(tuning.time, "perf_counter", lambda: clock[0])
-    runs = []
-
-    def factory(impl):
-        def run(batch):
-            runs.append(impl)
-            clock[0] += seconds[impl]
-
-        return lambda: run
-
-    medians, _ = tuning._measure({impl: factory(impl) for impl in seconds}, (16,), 0.6, baseline="native")
-    rounds = len(runs) / len(seconds) - 1  # each candidate's warm-up, then the rounds
-    assert (rounds == tuning.MIN_ROUNDS) == settles
-    assert min(medians, key=lambda impl: medians[impl][16]) == min(seconds, key=seconds.get)
-
-
 def test_measured_choices_compute_keras_numbers(monkeypatch, tmp_path):
     """End to end with real timing (no assertion on it): forward and kernel
     gradient measured (the gradient's forms as under oneDNN), then the step

@@ -68,8 +68,6 @@ MAX_MEASURED_OUTPUT = 2**23
 BUDGET_S = 0.6
 COMPILED_BUDGET_S = 1.2
 MAX_ROUNDS = 15
-# Rounds after which a measurement may stop early, once its decision is settled (:func:`_settled`).
-MIN_ROUNDS = 3
 # A candidate replaces TensorFlow's kernel only when its median is this much
 # faster, or more if the rounds' spread says the noise is larger.
 MIN_MARGIN = 0.05
@@ -223,46 +221,10 @@ def pick(times: dict, spreads: dict, batches: tuple, baseline: str = "native") -
     return best
 
 
-def _summaries(samples: dict) -> tuple[dict, dict]:
-    """Per candidate and batch, the median seconds per call and the relative
-    IQR (:func:`keras_tconv.timing.summarize`) of ``samples[impl][batch]``."""
-    summaries = {
-        impl: {b: timing.summarize(values) for b, values in by_batch.items()}
-        for impl, by_batch in samples.items()
-    }
-    medians = {impl: {b: t.median_s for b, t in by_batch.items()} for impl, by_batch in summaries.items()}
-    spreads = {impl: {b: t.spread for b, t in by_batch.items()} for impl, by_batch in summaries.items()}
-    return medians, spreads
-
-
-def _settled(medians: dict, spreads: dict, batches: tuple, baseline: str) -> bool:
-    """Whether more rounds would not change what matters in :func:`pick`'s
-    answer: a pick other than ``baseline`` beats it by twice the margin (which
-    of several such candidates wins is then worth little), or every other
-    candidate is slower than ``baseline`` beyond the margin."""
-    first = batches[0]
-    choice = pick(medians, spreads, batches, baseline)
-
-    def margin(impl: str) -> float:
-        return max(MIN_MARGIN, spreads[impl][first], spreads[baseline][first])
-
-    if choice != baseline:
-        return medians[baseline][first] > medians[choice][first] * (1 + 2 * margin(choice))
-    return all(
-        by_batch[first] > medians[baseline][first] * (1 + margin(impl))
-        for impl, by_batch in medians.items()
-        if impl != baseline
-    )
-
-
-def _measure(
-    factories: dict, batches: tuple, budget_s: float = BUDGET_S, baseline: str | None = None
-) -> tuple[dict, dict]:
+def _measure(factories: dict, batches: tuple, budget_s: float = BUDGET_S) -> tuple[dict, dict]:
     """Interleaved rounds of the candidates at every batch within ``budget_s``
     (ordered, sampled and summarised by :mod:`keras_tconv.timing`); per
     candidate and batch, the median seconds per call and the relative IQR.
-    With a ``baseline`` (:func:`pick`'s), the rounds stop early once
-    :data:`MIN_ROUNDS` are done and the decision is :func:`_settled`.
 
     ``factories[impl]()`` builds (and traces) a candidate's runner. Candidates
     are built and run once at each batch (warm-up) in their order until half
@@ -294,13 +256,13 @@ def _measure(
                 t0 = time.perf_counter()
                 runners[impl](b)
                 samples[impl][b].append(time.perf_counter() - t0)
-            if (
-                baseline in runners
-                and round_index + 1 >= MIN_ROUNDS
-                and _settled(*_summaries(samples), batches, baseline)
-            ):
-                break
-    return _summaries(samples)
+    summaries = {
+        impl: {b: timing.summarize(values) for b, values in by_batch.items()}
+        for impl, by_batch in samples.items()
+    }
+    medians = {impl: {b: t.median_s for b, t in by_batch.items()} for impl, by_batch in summaries.items()}
+    spreads = {impl: {b: t.spread for b, t in by_batch.items()} for impl, by_batch in summaries.items()}
+    return medians, spreads
 
 
 def choose(
@@ -337,7 +299,7 @@ def choose(
                 factories = {
                     impl: functools.partial(make_runner, impl) for impl in order if impl in candidates
                 }
-                medians, spreads = _measure(factories, batches, budget_s, baseline=candidates[0])
+                medians, spreads = _measure(factories, batches, budget_s)
             times_ms = {
                 impl: {str(b): round(t * 1e3, 4) for b, t in by_batch.items()}
                 for impl, by_batch in medians.items()
