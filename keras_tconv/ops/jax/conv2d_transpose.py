@@ -65,14 +65,13 @@ def _random_args(shape, kernel, bias, seed: int = 0):
     )
 
 
-def _static_and_measurement(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan):
-    """The static rule's pick (:func:`keras_tconv.ops.choosing.rules.jax_rule`)
-    and, where the shapes are concrete, the cache key and batches to measure
-    at (:func:`keras_tconv.ops.choosing.tuning.measurement`); else None."""
-    static = choose_implementation(kernel.shape, plan_h, plan_w, backend="jax")
+def _measurement(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan):
+    """Where the shapes are concrete, the layer's cache key and the batches
+    to measure it at (:func:`keras_tconv.ops.choosing.tuning.measurement`);
+    else None."""
     if not _concrete(x.shape):
-        return static, None
-    return static, tuning.measurement(
+        return None
+    return tuning.measurement(
         x.shape, x.dtype.name, kernel.shape[2], bias is not None, activation, plan_h, plan_w
     )
 
@@ -80,8 +79,9 @@ def _static_and_measurement(x, kernel, bias, activation, plan_h: AxisPlan, plan_
 def _auto_forward(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPlan) -> tuning.Choice:
     """The forward lowering for ``implementation="auto"``: measured (compiled
     and timed on JAX's default device) where the shapes are concrete, else
-    the static rule."""
-    static, measurement = _static_and_measurement(x, kernel, bias, activation, plan_h, plan_w)
+    the static rule (:func:`keras_tconv.ops.choosing.rules.jax_rule`)."""
+    static = choose_implementation(kernel.shape, plan_h, plan_w, backend="jax")
+    measurement = _measurement(x, kernel, bias, activation, plan_h, plan_w)
     if measurement is None:
         return tuning.Choice("", static, "static rule")
     key, batches = measurement
@@ -103,8 +103,8 @@ def _auto_backward(x, kernel, bias, activation, plan_h: AxisPlan, plan_w: AxisPl
     other segregated lowerings replace it only where they are faster beyond
     the noise, so that small layers, where XLA's ``lhs_dilation`` gradient is
     fast, keep it."""
-    _, measurement = _static_and_measurement(x, kernel, bias, activation, plan_h, plan_w)
     static = xla_gradient_rule(plan_h, plan_w)
+    measurement = _measurement(x, kernel, bias, activation, plan_h, plan_w)
     if measurement is None:
         return static
     key, batches = measurement
